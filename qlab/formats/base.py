@@ -102,12 +102,14 @@ def as_float32(x: Any) -> np.ndarray:
             raise TypeError(f"expected a tensor or array, got {type(x).__name__}")
         if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
             raise TypeError(f"input dtype {x.dtype} is not float16, bfloat16 or float32")
-        return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        return np.asarray(x.detach().to("cpu", torch.float32).numpy(), order="C")
+    if isinstance(x, np.generic):
+        x = np.asarray(x)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"expected a numpy array or torch tensor, got {type(x).__name__}")
     if x.dtype.name not in ("float16", "bfloat16", "float32"):
         raise TypeError(f"input dtype {x.dtype} is not float16, bfloat16 or float32")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.asarray(x, dtype=np.float32, order="C")
 
 
 class Format:

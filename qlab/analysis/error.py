@@ -1,0 +1,73 @@
+"""Quantization error: SQNR, error statistics, and a side-by-side comparison of formats.
+
+SQNR (signal-to-quantization-noise ratio) = 10 log10(sum x^2 / sum (x - x_hat)^2) in dB. For a
+uniform b-bit quantizer of a full-scale signal it grows by ~6.02 dB per bit (Bennett, 1948).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import formats
+
+
+def sqnr_db(x: np.ndarray, y: np.ndarray) -> float:
+    """SQNR of ``y`` as an approximation of ``x``, in dB (``inf`` when exact)."""
+    x = np.asarray(x, np.float64)
+    noise = np.sum((x - np.asarray(y, np.float64)) ** 2)
+    signal = np.sum(x**2)
+    if noise == 0:
+        return float("inf")
+    if signal == 0:
+        return float("-inf")
+    return float(10 * np.log10(signal / noise))
+
+
+def error_stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """SQNR (dB), MSE, max |error| and mean |error| of ``y`` against ``x``."""
+    err = np.asarray(y, np.float64) - np.asarray(x, np.float64)
+    return {
+        "sqnr_db": sqnr_db(x, y),
+        "mse": float(np.mean(err**2)) if err.size else 0.0,
+        "max_abs_err": float(np.max(np.abs(err))) if err.size else 0.0,
+        "mean_abs_err": float(np.mean(np.abs(err))) if err.size else 0.0,
+    }
+
+
+def formats_with_bits(bits: int, row_length: int | None = None) -> list[str]:
+    """Registered formats whose nominal bits per weight lie in ``[bits, bits + 1)``.
+
+    With ``row_length``, only formats whose block size divides it (so they can encode the tensor).
+    """
+    out = []
+    for name in formats.names():
+        f = formats.get(name)
+        if bits <= f.bits_per_weight < bits + 1 and (row_length is None or row_length % f.block_size == 0):
+            out.append(name)
+    return out
+
+
+def compare_formats(x: Any, names: list[str], **options: Any) -> list[dict[str, Any]]:
+    """Encode ``x`` with each format; one row per format with bytes, bits/weight and error stats.
+
+    ``options`` go to every format that accepts them (e.g. ``granularity``), the others ignore them.
+    """
+    x32 = formats.base.as_float32(x)
+    rows = []
+    for name in names:
+        f = formats.get(name)
+        opts = {k: v for k, v in options.items() if k in f.defaults}
+        enc = f.encode(x32, **opts)
+        y = f.decode(enc)
+        rows.append(
+            {
+                "format": name,
+                "family": f.family,
+                "nbytes": enc.nbytes,
+                "bits_per_weight": enc.bits_per_weight,
+                **error_stats(x32, y),
+            }
+        )
+    return rows
