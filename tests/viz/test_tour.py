@@ -1,0 +1,40 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import qlab  # noqa: E402
+from qlab.viz import plot_error_histogram, tour_state  # noqa: E402
+from qlab.viz.tour import readout  # noqa: E402
+
+X = np.random.default_rng(0).laplace(size=(16, 512)).astype(np.float32)
+
+
+def test_tour_state_follows_bits_and_format():
+    s4 = tour_state(X, 4)
+    assert s4["format"] == s4["options"][0] and "q4_0" in s4["options"]
+    s = tour_state(X, 4, "q4_0")
+    assert s["format"] == "q4_0"
+    assert np.array_equal(s["decoded"], qlab.roundtrip(X, "q4_0"))
+    assert s["nbytes"] == X.size // 32 * 18 and s["bits_per_weight"] == 4.5
+    s8 = tour_state(X, 8, "q8_0")
+    assert s8["sqnr_db"] > s["sqnr_db"] + 15  # 4 more bits, ~24 dB in theory
+    # a format name that does not match the slider falls back to the first of that width
+    assert tour_state(X, 8, "q4_0")["format"] == tour_state(X, 8)["options"][0]
+    assert "SQNR" in readout(s) and "q4_0" in readout(s)
+
+
+def test_tour_state_rejects_impossible_width():
+    with pytest.raises(ValueError, match="bits per weight"):
+        tour_state(X, 9)
+
+
+def test_error_histogram_counts_every_value():
+    fig, ax = plt.subplots()
+    y = qlab.roundtrip(X, "int4")
+    plot_error_histogram(ax, X, y, label="int4")
+    counts = sum(p.get_height() for p in ax.patches)
+    assert counts == X.size and ax.get_title() == "int4"
+    plt.close(fig)
