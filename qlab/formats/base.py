@@ -218,7 +218,7 @@ def rows(x: np.ndarray) -> np.ndarray:
     """View ``x`` as 2-D (rows, row_length); a 0-d array becomes one row of one value."""
     if x.ndim == 0:
         return x.reshape(1, 1)
-    return x.reshape(-1, x.shape[-1])
+    return x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])
 
 
 def check_blocks(name: str, x: np.ndarray, block: int) -> None:
