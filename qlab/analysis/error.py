@@ -39,12 +39,12 @@ def error_stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def formats_with_bits(bits: int, row_length: int | None = None) -> list[str]:
     """Registered formats whose nominal bits per weight lie in ``[bits, bits + 1)``.
 
-    With ``row_length``, only formats whose block size divides it (so they can encode the tensor).
+    With ``row_length``, only formats that can encode rows of that length with default options.
     """
     out = []
     for name in formats.names():
         f = formats.get(name)
-        if bits <= f.bits_per_weight < bits + 1 and (row_length is None or row_length % f.block_size == 0):
+        if bits <= f.bits_per_weight < bits + 1 and (row_length is None or f.accepts_row(row_length)):
             out.append(name)
     return out
 

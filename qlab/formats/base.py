@@ -154,6 +154,15 @@ class Format:
         """Bytes of one block as a sum of its parts, for the given (or default) options."""
         raise NotImplementedError
 
+    def accepts_row(self, n: int, **options: Any) -> bool:
+        """Whether rows of ``n`` values can be encoded with these options (no padding is done)."""
+        o = self.options(**options)
+        if "granularity" in o:  # element-wise families: only groups constrain the row
+            return o["granularity"] != "group" or n % o["group_size"] == 0
+        if "block_size" in o:
+            return n % o["block_size"] == 0
+        return n % self.layout(**o).block_size == 0
+
     @property
     def block_size(self) -> int:
         """Values per block (group) with default options."""
@@ -186,6 +195,8 @@ class Format:
 
 
 _REGISTRY: dict[str, Format] = {}
+#: the order in which :func:`names` lists the families (the order of the lessons)
+FAMILIES = ("integer", "float", "codebook", "microscaling", "gguf")
 
 
 def register(fmt: Format) -> Format:
@@ -197,8 +208,16 @@ def register(fmt: Format) -> Format:
 
 
 def names() -> list[str]:
-    """Every registered format name, in registration order."""
-    return list(_REGISTRY)
+    """Every registered format name: families in registration order; GGML types by type id
+    (Q4_0 ... Q8_0, the K-quants Q2_K ... Q6_K, IQ4, TQ), as llama.cpp lists them."""
+    families = list(dict.fromkeys([*FAMILIES, *(f.family for f in _REGISTRY.values())]))
+    order = {n: i for i, n in enumerate(_REGISTRY)}
+
+    def key(n: str) -> tuple[int, int]:
+        f = _REGISTRY[n]
+        return families.index(f.family), getattr(f, "ggml_type", 0) if f.family == "gguf" else order[n]
+
+    return sorted(_REGISTRY, key=key)
 
 
 def get(name: str | Format) -> Format:
@@ -209,7 +228,7 @@ def get(name: str | Format) -> Format:
         raise TypeError(f"format name must be a str, got {type(name).__name__}")
     key = name.lower()
     if key not in _REGISTRY:
-        raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(_REGISTRY)}")
+        raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(names())}")
     return _REGISTRY[key]
 
 

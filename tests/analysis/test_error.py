@@ -40,7 +40,9 @@ def test_formats_with_bits_respects_width_and_blocks():
     for name in four:
         assert 4 <= qlab.formats.get(name).bits_per_weight < 5
     # a 96-wide row excludes the 256-value K-quant super-blocks
-    assert all(96 % qlab.formats.get(n).block_size == 0 for n in formats_with_bits(4, row_length=96))
+    fits = formats_with_bits(4, row_length=96)
+    assert "q4_0" in fits and "int4" in fits and "q4_k" not in fits and "nf4" not in fits
+    assert "int4" in formats_with_bits(4, row_length=7)  # one scale per row: any length
 
 
 def test_compare_formats_rows_match_direct_encoding():

@@ -103,3 +103,11 @@ def test_wrong_input_types():
         fmt.encode(torch.ones(32, dtype=torch.int32))
     with pytest.raises(ValueError, match="cannot decode"):
         fmt.decode(qlab.formats.get("q8_0").encode(X))
+
+
+def test_accepts_row():
+    get = qlab.formats.get
+    assert get("int4").accepts_row(7) and not get("int4").accepts_row(7, granularity="group", group_size=8)
+    assert get("q4_k").accepts_row(512) and not get("q4_k").accepts_row(576)
+    assert get("nf4").accepts_row(64) and not get("nf4").accepts_row(64, block_size=128)
+    assert get("fp8_e4m3").accepts_row(3) and get("nvfp4").accepts_row(32) and not get("mxfp4").accepts_row(48)
