@@ -6,7 +6,7 @@
 4.5
 """
 
-from . import integer, minifloat, codebook, microscaling, gguf  # noqa: F401  (registration order)
+from . import codebook, gguf, integer, microscaling, minifloat  # noqa: F401  (importing registers the formats)
 from .base import Encoded, Format, Layout, get, names, register
 
 __all__ = ["Encoded", "Format", "Layout", "get", "names", "register", "roundtrip", "describe"]
