@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	# torch first and pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages)
 	$(BIN)/python -m pip install "torch==2.13.0"
-	$(BIN)/python -m pip install -e ".[test,llama]"
+	$(BIN)/python -m pip install -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
