@@ -125,9 +125,6 @@ class MXFP4(GGMLFormat):
     KVALUES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.float32)
     MIDPOINTS = np.array([0.5, 1.5, 2.5, 3.5, 5, 7, 10], np.float32)
 
-    def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
-        check_finite(self.name, x)
-        return super()._encode(x, **opts)
 
     @staticmethod
     def e8m0_to_fp32_half(e: np.ndarray) -> np.ndarray:

@@ -7,7 +7,12 @@ arrays of blocks -- never a Python loop over blocks:
 * ``dequantize_blocks(raw)``: uint8 ``(n_blocks, type_size)`` -> float32 ``(n_blocks, block_size)``
 
 The bytes are GGML's exact in-memory/on-disk layout, so ``to_bytes`` is a plain copy and the
-result can be written into a GGUF file as is.
+result can be written into a GGUF file as is. Input checks live here, once for every codec: rows
+must be whole blocks (``check_blocks``) and values finite (``check_finite``: a NaN/Inf would
+poison a whole block's scale, and llama.cpp has no defined result for it).
+
+The numpy byte helpers below are the bit layouts several GGML types share (fp16 fields, nibble
+pairs, 2-bit groups, 1-bit planes); the numba helpers live in :mod:`._qx_kernels`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..base import Encoded, Format, Layout, check_blocks, register
+from ..base import Encoded, Format, Layout, check_blocks, check_finite, register
 from ..specs import ggml_layout, ggml_type_id
 
 
@@ -38,6 +43,7 @@ class GGMLFormat(Format):
     def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
         bs = self._layout.block_size
         check_blocks(self.name, x, bs)
+        check_finite(self.name, x)
         blocks = x.reshape(-1, bs)
         raw = self.quantize_blocks(blocks)
         assert raw.dtype == np.uint8 and raw.shape == (blocks.shape[0], self.type_size)
@@ -53,7 +59,11 @@ class GGMLFormat(Format):
     def from_bytes(self, raw: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int, ...]) -> Encoded:
         """Wrap GGML block bytes (as found in a GGUF file) for ``decode``."""
         shape = tuple(int(s) for s in shape)
-        buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8).reshape(-1)
+        buf = (
+            np.frombuffer(raw, dtype=np.uint8)
+            if not isinstance(raw, np.ndarray)
+            else raw.view(np.uint8).reshape(-1)
+        )
         bs = self._layout.block_size
         n = int(np.prod(shape, dtype=np.int64))
         if shape and shape[-1] % bs:
@@ -75,15 +85,99 @@ class GGMLFormat(Format):
 
 
 # -- byte helpers shared by the codecs ----------------------------------------------------------
-def fp16_bytes(v: np.ndarray) -> np.ndarray:
-    """float32 (n,) or (n, k) -> fp16 little-endian bytes (n, 2k); numpy rounds to nearest even
-    like GGML's ``GGML_FP32_TO_FP16``."""
-    return np.ascontiguousarray(v.astype(np.float16)).view(np.uint8).reshape(v.shape[0], -1)
+_U8 = np.uint8
+_SHIFT2 = np.array([0, 2, 4, 6], _U8)  # the four 2-bit slots of a byte
+_SHIFT1 = np.arange(8, dtype=_U8)  # the eight 1-bit slots of a byte
 
 
-def fp16_from(raw: np.ndarray) -> np.ndarray:
-    """uint8 (n, 2k) -> float32 (n, k)."""
-    return np.ascontiguousarray(raw).view(np.float16).astype(np.float32)
+def put_fp16(out: np.ndarray, byte: int, v: np.ndarray) -> None:
+    """Store ``v`` (float32 or float16, one per block row) as fp16 at byte offset ``byte`` of every
+    row of ``out``. float32 is rounded to nearest even like ``GGML_FP32_TO_FP16``; a value above
+    65504 becomes inf, as in GGML (numpy's overflow warning for that is silenced)."""
+    with np.errstate(over="ignore"):
+        h = np.asarray(v).astype(np.float16)
+    out[:, byte : byte + 2] = h.reshape(-1, 1).view(_U8)
 
 
-__all__ = ["GGMLFormat", "fp16_bytes", "fp16_from", "register"]
+def get_fp16(raw: np.ndarray, byte: int) -> np.ndarray:
+    """The fp16 at byte offset ``byte`` of every block row, as float32 ``(n, 1)`` (exact)."""
+    return np.ascontiguousarray(raw[:, byte : byte + 2]).view(np.float16).astype(np.float32)
+
+
+def pack_nibbles(q: np.ndarray, group: int) -> np.ndarray:
+    """Codes ``(n, k*group)`` -> bytes ``(n, k*group/2)``: in each group, byte ``j`` holds the low
+    4 bits of code ``j`` and of code ``j + group/2`` (high nibble). IQ4_NL/IQ4_XS/legacy: groups of
+    32; Q4_K/Q5_K: 64 (two sub-blocks share 32 bytes); Q6_K: 128 (``ql``)."""
+    n, m = q.shape  # (explicit sizes: a -1 cannot be resolved for 0 blocks)
+    g = q.reshape(n, m // group, 2, group // 2)
+    return ((g[:, :, 0] & _U8(15)) | (g[:, :, 1] << _U8(4))).reshape(n, m // 2)
+
+
+def unpack_nibbles(b: np.ndarray, group: int) -> np.ndarray:
+    """Inverse of :func:`pack_nibbles`: bytes ``(n, k*group/2)`` -> uint8 codes 0..15."""
+    n, m = b.shape
+    src = b.reshape(n, 2 * m // group, group // 2)
+    out = np.empty((n, 2 * m // group, 2, group // 2), _U8)
+    np.bitwise_and(src, _U8(15), out=out[:, :, 0])
+    np.right_shift(src, _U8(4), out=out[:, :, 1])
+    return out.reshape(n, 2 * m)
+
+
+def pack_2bit(q: np.ndarray, lanes: int = 32) -> np.ndarray:
+    """Codes 0..3 ``(n, 4*lanes*k)`` -> bytes ``(n, lanes*k)``: byte ``lanes*g + l`` holds code
+    ``4*lanes*g + lanes*t + l`` at bits ``2t``. With 32 lanes: the ``qs`` of Q2_K/Q3_K/TQ2_0 and
+    the ``qh`` of Q6_K (two groups of 128 values); with 4: the high bits of Q3_K's 16 scales."""
+    n, m = q.shape
+    g = q.reshape(n, m // (4 * lanes), 4, lanes)
+    return (g[:, :, 0] | (g[:, :, 1] << _U8(2)) | (g[:, :, 2] << _U8(4)) | (g[:, :, 3] << _U8(6))).reshape(
+        n, m // 4
+    )
+
+
+def unpack_2bit(b: np.ndarray, lanes: int = 32) -> np.ndarray:
+    """Inverse of :func:`pack_2bit`: uint8 codes 0..3."""
+    n, m = b.shape
+    return ((b.reshape(n, m // lanes, 1, lanes) >> _SHIFT2[:, None]) & _U8(3)).reshape(n, 4 * m)
+
+
+def pack_bits(q: np.ndarray) -> np.ndarray:
+    """Bits 0/1 ``(n, 256)`` -> ``(n, 32)``: bit ``k`` of byte ``m`` is value ``32k + m`` (Q3_K's
+    ``hmask``, Q5_K's ``qh``)."""
+    h = q.reshape(q.shape[0], 8, 32) << _SHIFT1[:, None]
+    return np.bitwise_or.reduce(h, axis=1)
+
+
+def unpack_bits(b: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``(n, 32)`` -> uint8 bits ``(n, 256)``."""
+    return ((b[:, None, :] >> _SHIFT1[:, None]) & _U8(1)).reshape(b.shape[0], 256)
+
+
+def signed_scale6(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """6-bit block scales from their low nibbles and high 2 bits, minus 32, as float32
+    (Q3_K's ``scales``, IQ4_XS's ``scales_l``/``scales_h``)."""
+    return ((lo | (hi << _U8(4))).astype(np.int8) - np.int8(32)).astype(np.float32)
+
+
+def scale_rows(dl: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``dl[:, j] * q`` on sub-block ``j`` of every block: float32 steps ``(n, k)`` times codes
+    ``(n, k*s)`` -> float32 ``(n, k*s)``, one float32 product per value (the ``d*scale`` product
+    ``dl`` is rounded first, as in C)."""
+    n, k = dl.shape
+    s = q.shape[1] // k
+    return (dl[:, :, None] * q.reshape(n, k, s).astype(np.float32, copy=False)).reshape(n, k * s)
+
+
+__all__ = [
+    "GGMLFormat",
+    "get_fp16",
+    "pack_2bit",
+    "pack_bits",
+    "pack_nibbles",
+    "put_fp16",
+    "register",
+    "scale_rows",
+    "signed_scale6",
+    "unpack_2bit",
+    "unpack_bits",
+    "unpack_nibbles",
+]

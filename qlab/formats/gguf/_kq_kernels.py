@@ -14,8 +14,8 @@ kept (checked: llama-cpp-python's libggml-base.so has no FMA instructions, and t
 match its bytes on the committed oracle and on millions of random/adversarial sub-blocks).
 
 Two C quirks that matter for the bytes: ``min`` is updated when a trial wins, so later trials
-use ``max - this_min`` and ``x - this_min``; and ``nearest_int`` reads float bits (reproduced with
-a bitcast intrinsic, also for out-of-range values). Speed: the code computation is split from the
+use ``max - this_min`` and ``x - this_min``; and ``nearest_int`` reads float bits (the shared bit-cast
+helper :func:`._qx_kernels.nearest_int`, exact also for out-of-range values). Speed: the code computation is split from the
 (strictly ordered) float sums so that LLVM can vectorise it; one kernel per type with the C
 call's constants folded in. About as fast as llama.cpp's single-threaded reference.
 """
@@ -23,33 +23,11 @@ call's constants folded in. About as fast as llama.cpp's single-threaded referen
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from ._qx_kernels import nearest_int
 
 _F = np.float32
-_MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
-
-
-@intrinsic
-def _f32_bits(typingctx, v):
-    """Reinterpret a float32 as its int32 bit pattern (C's ``memcpy(&i, &val, 4)``)."""
-    if not (isinstance(v, types.Float) and v.bitwidth == 32):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
-
-
-@njit(cache=True, inline="always")
-def _nearest_int(v: np.float32) -> int:
-    """llama.cpp ``nearest_int``, literally: add 1.5*2^23 in float32 so the FPU rounds half to
-    even to an integer, then take the low 23 mantissa bits minus 2^22. Branch-free (so loops
-    vectorise) and bit-exact with C for every input, including out-of-range/inf/NaN products
-    of degenerate blocks, which the caller's clamp then maps like C's."""
-    return (_f32_bits(_F(v + _MAGIC)) & 0x7FFFFF) - 0x400000
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -57,7 +35,7 @@ def _codes(x, xmin, iscale, nmax, out):
     """``out[i] = clamp(nearest_int(iscale*(x[i] - min)), 0, nmax)``: a separate loop with no
     reduction, so LLVM vectorises it (the float sums below must stay sequential)."""
     for i in range(x.shape[0]):
-        out[i] = min(nmax, max(0, _nearest_int(_F(iscale * _F(x[i] - xmin)))))
+        out[i] = min(nmax, max(0, nearest_int(_F(iscale * _F(x[i] - xmin)))))
 
 
 @njit(cache=True, inline="always", error_model="numpy")

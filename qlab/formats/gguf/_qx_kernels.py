@@ -1,12 +1,13 @@
-"""numba kernels for the sequential scale searches of Q3_K, Q6_K, IQ4_NL and IQ4_XS.
+"""numba kernels for the sequential scale searches of Q3_K and Q6_K, and the numba helpers every
+GGML kernel shares (:func:`nearest_int`, the fp16 conversions, :func:`signed_absmax`).
 
 Each kernel re-implements (not copies) the float32 arithmetic of llama.cpp's reference
 quantizers in ``ggml/src/ggml-quants.c`` so that the resulting codes are byte-identical:
 
 * ``make_q3_quants`` / ``quantize_row_q3_K_ref``   -> :func:`q3k_codes`
 * ``make_qx_quants(rmse_type=1)`` / ``quantize_row_q6_K_ref`` -> :func:`q6k_codes`
-* the IQ4_NL / IQ4_XS search (``quantize_row_iq4_nl_impl``) lives in :mod:`.iquants` and
-  shares :func:`nearest_int` and the fp16 helpers from here.
+* the IQ4_NL / IQ4_XS search (``quantize_row_iq4_nl_impl``) lives in :mod:`.iquants` and the
+  K-quant ``make_qkx2_quants`` in :mod:`._kq_kernels`; both use the helpers from here.
 
 Exactness rules followed throughout (numba keeps float32 as float32 only if every operand is
 float32, so integers are converted explicitly with ``_F(...)``):
@@ -20,6 +21,8 @@ float32, so integers are converted explicitly with ``_F(...)``):
   re-quantization divides by the *rounded* scale.
 
 The kernels return integer codes and scales; the bit packing is done with numpy by the callers.
+numba's on-disk cache (``cache=True``) does not notice edits to helpers imported from another
+module: after changing a helper here, delete the ``__pycache__`` of the modules that use it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from numba import njit
 
 _F = np.float32
 _MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
-_EPS = np.float32(1e-15)  # GROUP_MAX_EPS
+EPS = np.float32(1e-15)  # GROUP_MAX_EPS
 _Q6_LANES = 24  # 19 candidate scales padded to whole SIMD vectors
 
 
@@ -42,9 +45,26 @@ def kernel_input(blocks: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, inline="always", error_model="numpy")
 def nearest_int(f):
-    """GGML's ``nearest_int``: add 1.5*2**23 in float32 and read the low mantissa bits."""
+    """GGML's ``nearest_int`` of a float32: add 1.5*2**23 in float32 so the FPU rounds half to
+    even to an integer, then take the low 23 mantissa bits minus 2**22. Branch-free (so loops
+    vectorise) and bit-exact with C for every input, including out-of-range/inf/NaN products
+    of degenerate blocks, which the callers' clamps then map like C's."""
     v = np.float32(f + _MAGIC)
     return (np.int64(v.view(np.int32)) & 0x007FFFFF) - 0x00400000
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def signed_absmax(v):
+    """C's ``if (fabsf(v[i]) > amax) { amax = fabsf(v[i]); max = v[i]; }`` scan from 0 over a 1-D
+    float32 array: the largest magnitude and the signed value that has it (the first on ties)."""
+    amax = _F(0.0)
+    mx = _F(0.0)
+    for i in range(v.shape[0]):
+        ax = abs(v[i])
+        if ax > amax:
+            amax = ax
+            mx = v[i]
+    return amax, mx
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -84,14 +104,8 @@ def fp16_bits_to_fp32(h):
 @njit(cache=True, error_model="numpy")
 def _make_q3_quants(x, b, off, L, lq):
     """``make_q3_quants(16, 4, x, L, do_rmse=true)``: weights x**2, 5 rounds of coordinate descent."""
-    amax = _F(0.0)
-    mx = _F(0.0)
-    for i in range(16):
-        ax = abs(x[b, off + i])
-        if ax > amax:
-            amax = ax
-            mx = x[b, off + i]
-    if amax < _EPS:  # all zero: codes 0 (not 4!) and scale 0
+    amax, mx = signed_absmax(x[b, off : off + 16])
+    if amax < EPS:  # all zero: codes 0 (not 4!) and scale 0
         for i in range(16):
             L[b, off + i] = 0
         return _F(0.0)
@@ -142,14 +156,9 @@ def q3k_codes(x):
     scales = np.empty(16, np.float32)
     lq = np.empty(16, np.int64)
     for b in range(n):
-        max_scale = _F(0.0)
-        amax = _F(0.0)
         for j in range(16):
-            s = _make_q3_quants(x, b, 16 * j, L, lq)
-            scales[j] = s
-            if abs(s) > amax:
-                amax = abs(s)
-                max_scale = s
+            scales[j] = _make_q3_quants(x, b, 16 * j, L, lq)
+        _, max_scale = signed_absmax(scales)
         if max_scale != 0:
             iscale = _F(-32.0) / max_scale
             for j in range(16):
@@ -180,14 +189,8 @@ def _make_qx_quants_q6(x, b, off, L, isc, sx, s2):
     sums are bit-identical, but the lanes vectorise. The C keeps the first candidate unless a later
     one strictly improves ``sumlx**2 / suml2``; that sequential choice is replayed afterwards.
     """
-    amax = _F(0.0)
-    mx = _F(0.0)
-    for i in range(16):
-        ax = abs(x[b, off + i])
-        if ax > amax:
-            amax = ax
-            mx = x[b, off + i]
-    if amax < _EPS:
+    amax, mx = signed_absmax(x[b, off : off + 16])
+    if amax < EPS:
         for i in range(16):
             L[b, off + i] = 0
         return _F(0.0)
@@ -228,15 +231,10 @@ def q6k_codes(x):
     sx = np.empty(_Q6_LANES, np.float32)
     s2 = np.empty(_Q6_LANES, np.float32)
     for b in range(n):
-        max_scale = _F(0.0)
-        max_abs = _F(0.0)
         for j in range(16):
-            s = _make_qx_quants_q6(x, b, 16 * j, L, isc, sx, s2)
-            scales[j] = s
-            if abs(s) > max_abs:
-                max_abs = abs(s)
-                max_scale = s
-        if max_abs < _EPS:  # the whole block is zeroed (codes included)
+            scales[j] = _make_qx_quants_q6(x, b, 16 * j, L, isc, sx, s2)
+        max_abs, max_scale = signed_absmax(scales)
+        if max_abs < EPS:  # the whole block is zeroed (codes included)
             for i in range(256):
                 L[b, i] = 0
             continue

@@ -19,17 +19,22 @@ the 8 block scales), ``scales_l[4]`` (their low nibbles), ``qs[128]`` (IQ4_NL ni
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numba import njit
 
-from ..base import Encoded, check_finite
-from ._common import GGMLFormat, fp16_from, register
-from ._qx_kernels import fp32_to_fp16_bits, kernel_input, nearest_int
+from ._common import (
+    GGMLFormat,
+    get_fp16,
+    pack_nibbles,
+    put_fp16,
+    register,
+    scale_rows,
+    signed_scale6,
+    unpack_nibbles,
+)
+from ._qx_kernels import EPS, fp32_to_fp16_bits, kernel_input, nearest_int, signed_absmax
 
 _F = np.float32
-_EPS = np.float32(1e-15)  # GROUP_MAX_EPS
 #: the non-linear code book ``kvalues_iq4nl`` (ggml-common.h)
 KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
 _KV = KVALUES_IQ4NL.astype(np.float32)
@@ -82,14 +87,8 @@ def _iq4_block_scale(x, b, off, ids, sqx, sq2):
     Lane 0 is the first guess ``1/(-max/-127)``, lanes 1..15 the trials ``(t - 127)/max`` for
     t = -7..7; each lane sums in C's order, then the sequential "strictly better" choice is replayed.
     """
-    amax = _F(0.0)
-    mx = _F(0.0)
-    for j in range(32):
-        ax = abs(x[b, off + j])
-        if ax > amax:
-            amax = ax
-            mx = x[b, off + j]
-    if amax < _EPS:
+    amax, mx = signed_absmax(x[b, off : off + 32])
+    if amax < EPS:
         return _F(0.0)
     ids[0] = _F(1.0) / (-mx / _KV[0])
     for t in range(1, 16):
@@ -128,14 +127,9 @@ def iq4_codes(x):
     sqx = np.empty(16, np.float32)
     sq2 = np.empty(16, np.float32)
     for b in range(n):
-        max_scale = _F(0.0)
-        amax_scale = _F(0.0)
         for ib in range(nb):
-            s = _iq4_block_scale(x, b, 32 * ib, ids, sqx, sq2)
-            scales[ib] = s
-            if abs(s) > amax_scale:
-                amax_scale = abs(s)
-                max_scale = s
+            scales[ib] = _iq4_block_scale(x, b, 32 * ib, ids, sqx, sq2)
+        _, max_scale = signed_absmax(scales)
         if nb > 1:
             # IQ4_XS: 6-bit block scales relative to the unrounded d; an all-zero super-block
             # gives d = -0.0 (fp16 0x8000) and every block scale code 32
@@ -160,48 +154,22 @@ def iq4_codes(x):
 
 
 # -- formats (numpy packing / decoding) ---------------------------------------------------------
-_SHIFT4 = np.array([0, 4], np.uint8)
-
-
-class _FiniteGGML(GGMLFormat):
-    """GGML format whose scale search needs finite input (NaN/Inf -> ValueError)."""
-
-    def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
-        check_finite(self.name, x)
-        return super()._encode(x, **opts)
-
-
-def pack_nibbles32(L: np.ndarray) -> np.ndarray:
-    """(n, 32k) codes 0..15 -> (n, 16k): per 32 values, byte ``j`` = ``L[j] | L[j+16] << 4``."""
-    n, k = L.shape[0], L.shape[1] // 32
-    g = L.reshape(n, k, 2, 16)
-    return (g[:, :, 0] | (g[:, :, 1] << 4)).reshape(n, 16 * k)
-
-
-def unpack_nibbles32(qs: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pack_nibbles32`."""
-    n, k = qs.shape[0], qs.shape[1] // 16
-    return ((qs.reshape(n, k, 1, 16) >> _SHIFT4[None, None, :, None]) & 0xF).reshape(n, 32 * k)
-
-
-class IQ4_NL(_FiniteGGML):
+class IQ4_NL(GGMLFormat):
     name = "iq4_nl"
     description = "llama.cpp non-linear 4-bit: 32-value blocks on a fixed 16-level grid, fp16 scale"
 
     def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
         L, _, dbits = iq4_codes(kernel_input(blocks))
-        n = L.shape[0]
-        out = np.empty((n, self.type_size), np.uint8)
-        out[:, 0:2] = dbits.view(np.uint8).reshape(n, 2)
-        out[:, 2:18] = pack_nibbles32(L)
+        out = np.empty((L.shape[0], self.type_size), np.uint8)
+        put_fp16(out, 0, dbits.view(np.float16))  # the kernel rounded d to fp16 (GGML's way)
+        out[:, 2:18] = pack_nibbles(L, 32)
         return out
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        d = fp16_from(raw[:, 0:2])
-        return d * _KV[unpack_nibbles32(raw[:, 2:18])]
+        return get_fp16(raw, 0) * _KV[unpack_nibbles(raw[:, 2:18], 32)]
 
 
-class IQ4_XS(_FiniteGGML):
+class IQ4_XS(GGMLFormat):
     name = "iq4_xs"
     description = "llama.cpp non-linear 4-bit: 256-value super-blocks of 8x32 with 6-bit scales"
 
@@ -209,25 +177,19 @@ class IQ4_XS(_FiniteGGML):
         L, sc6, dbits = iq4_codes(kernel_input(blocks))
         n = L.shape[0]
         out = np.empty((n, self.type_size), np.uint8)
-        out[:, 0:2] = dbits.view(np.uint8).reshape(n, 2)
+        put_fp16(out, 0, dbits.view(np.float16))
         # scales_h: 2 high bits of scale ib at bits 2*ib of a little-endian uint16
         h = (sc6 >> 4).astype(np.uint16) << (2 * np.arange(8, dtype=np.uint16))
         out[:, 2:4] = np.bitwise_or.reduce(h, axis=1).astype("<u2").view(np.uint8).reshape(n, 2)
-        lo = sc6 & 0xF
-        out[:, 4:8] = lo[:, 0::2] | (lo[:, 1::2] << 4)
-        out[:, 8:136] = pack_nibbles32(L)
+        out[:, 4:8] = pack_nibbles(sc6, 2)  # scales_l: scale 2j in the low nibble of byte j
+        out[:, 8:136] = pack_nibbles(L, 32)
         return out
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        n = raw.shape[0]
-        d = fp16_from(raw[:, 0:2])
         sh = np.ascontiguousarray(raw[:, 2:4]).view("<u2")  # (n, 1)
-        hi = (sh >> (2 * np.arange(8, dtype=np.uint16))) & 3  # (n, 8)
-        lo = ((raw[:, 4:8, None] >> _SHIFT4[None, None, :]) & 0xF).reshape(n, 8)
-        scale = ((lo | (hi.astype(np.uint8) << 4)).astype(np.int8) - np.int8(32)).astype(np.float32)
-        dl = d * scale  # (n, 8), float32 product first as in C
-        q = _KV[unpack_nibbles32(raw[:, 8:136])].reshape(n, 8, 32)
-        return (dl[:, :, None] * q).reshape(n, 256)
+        hi = ((sh >> (2 * np.arange(8, dtype=np.uint16))) & 3).astype(np.uint8)  # (n, 8)
+        dl = get_fp16(raw, 0) * signed_scale6(unpack_nibbles(raw[:, 4:8], 2), hi)  # d*scale first, as in C
+        return scale_rows(dl, _KV[unpack_nibbles(raw[:, 8:136], 32)])
 
 
 register(IQ4_NL())

@@ -21,14 +21,26 @@ Decoding is ``y = d*sc*q - dmin*m`` in float32, the same expression (and roundin
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from ..base import Encoded, check_finite
-from ._common import GGMLFormat, fp16_from, register
+from ..base import Encoded
+from ._common import (
+    GGMLFormat,
+    get_fp16,
+    pack_2bit,
+    pack_bits,
+    pack_nibbles,
+    put_fp16,
+    register,
+    unpack_2bit,
+    unpack_bits,
+    unpack_nibbles,
+)
 from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
 
-__all__ = ["Q2K", "Q4K", "Q5K"]
+__all__ = ["Q2K", "Q4K", "Q5K", "nearest_int"]
 
 _F = np.float32
 
@@ -48,9 +60,32 @@ def _positive_max(v: np.ndarray) -> np.ndarray:
     return np.where(m > 0, m, _F(0.0)).astype(np.float32)
 
 
+def _quantize_scales(scales: np.ndarray, mins: np.ndarray, top: int):
+    """Stage 2 on ``(n, k)`` sub-block scales/mins against their positive maxima: the integer
+    codes ``nearest_int(top/max * v)`` (int32; the caller applies C's uint8 wrap and clamp) and
+    the fp16 ``d = max/top``, ``dmin`` (float16 ``(n,)``; 0 where the max is 0)."""
+    codes, d16 = [], []
+    for v in (scales, mins):
+        mx = _positive_max(v)[:, None]
+        with np.errstate(divide="ignore"):
+            inv = np.where(mx > 0, _F(top) / mx, _F(0.0)).astype(np.float32)
+        codes.append(nearest_int(inv * v))
+        # GGML_FP32_TO_FP16 rounds to nearest even (subnormals and overflow to inf), as numpy
+        d16.append((mx[:, 0] / _F(top)).astype(np.float16))
+    return codes, d16
+
+
+def _affine_params(d: np.ndarray, dmin: np.ndarray, sc: np.ndarray, m: np.ndarray):
+    """Per-sub-block float32 ``d*sc`` and ``dmin*m`` as ``(n, k)``, from one fp16 ``d``/``dmin``
+    per block (float16 ``(n,)`` or their float32 ``(n, 1)``) and integer ``sc``/``m`` ``(n, k)``."""
+    d, dmin = d.astype(np.float32).reshape(-1, 1), dmin.astype(np.float32).reshape(-1, 1)
+    return d * sc.astype(np.float32), dmin * m.astype(np.float32)
+
+
 def _rederive(x: np.ndarray, d: np.ndarray, dm: np.ndarray, L0: np.ndarray, nmax: int) -> np.ndarray:
     """Stage 3: ``L = clamp(nearest_int((x + dm)/d), 0, nmax)`` per sub-block (rows of ``x``);
-    where ``d == 0`` keep the search codes ``L0``. ``d``/``dm`` are float32 (m, 1)."""
+    where ``d == 0`` keep the search codes ``L0``. ``d``/``dm`` are float32 ``(n, k)``."""
+    d, dm = d.reshape(-1, 1), dm.reshape(-1, 1)
     zero = d == 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = nearest_int((x + dm) / np.where(zero, _F(1.0), d))
@@ -58,145 +93,86 @@ def _rederive(x: np.ndarray, d: np.ndarray, dm: np.ndarray, L0: np.ndarray, nmax
     return np.where(zero, L0, q)
 
 
-def _scale_min_6bit(scales: np.ndarray, mins: np.ndarray):
-    """Q4_K/Q5_K stage 2 on ``(n, 8)`` sub-block scales/mins. Returns the 12 packed scale bytes,
-    the fp16 ``d``/``dmin`` (as float16 arrays) and the integer ``sc``/``m`` (n, 8)."""
-    max_scale = _positive_max(scales)[:, None]
-    max_min = _positive_max(mins)[:, None]
-    with np.errstate(divide="ignore"):
-        inv_scale = np.where(max_scale > 0, _F(63.0) / max_scale, _F(0.0)).astype(np.float32)
-        inv_min = np.where(max_min > 0, _F(63.0) / max_min, _F(0.0)).astype(np.float32)
-    # C: uint8_t ls = nearest_int(...); ls = MIN(63, ls);  (the uint8 cast wraps first)
-    ls = np.minimum(nearest_int(inv_scale * scales) & 0xFF, 63).astype(np.uint8)
-    lm = np.minimum(nearest_int(inv_min * mins) & 0xFF, 63).astype(np.uint8)
-    # 12-byte packing, the inverse of get_scale_min_k4: bytes 0-3 hold sc[0:4] plus the top 2 bits
-    # of sc[4:8]; bytes 4-7 the same for m; bytes 8-11 the low nibbles of sc[4:8] | m[4:8] << 4.
-    packed = np.concatenate(
-        [
-            ls[:, :4] | ((ls[:, 4:] >> 4) << 6),
-            lm[:, :4] | ((lm[:, 4:] >> 4) << 6),
-            (ls[:, 4:] & 0xF) | ((lm[:, 4:] & 0xF) << 4),
-        ],
-        axis=1,
-    )
-    # GGML_FP32_TO_FP16 rounds to nearest even (subnormals and overflow to inf included), as numpy
-    d16 = (max_scale[:, 0] / _F(63.0)).astype(np.float16)
-    dmin16 = (max_min[:, 0] / _F(63.0)).astype(np.float16)
-    return packed, d16, dmin16, ls, lm
-
-
-def _affine_params(d16: np.ndarray, dmin16: np.ndarray, sc: np.ndarray, m: np.ndarray):
-    """Per-sub-block float32 ``d*sc`` and ``dmin*m`` as ``(n*k, 1)`` columns."""
-    d = d16.astype(np.float32)[:, None] * sc.astype(np.float32)
-    dm = dmin16.astype(np.float32)[:, None] * m.astype(np.float32)
-    return d.reshape(-1, 1), dm.reshape(-1, 1)
-
-
-def _f16_bytes(v16: np.ndarray) -> np.ndarray:
-    """float16 (n,) -> its little-endian bytes (n, 2)."""
-    return np.ascontiguousarray(v16, dtype=np.float16).view(np.uint8).reshape(-1, 2)
-
-
-def _affine_inplace(q: np.ndarray, d: np.ndarray, dm: np.ndarray) -> np.ndarray:
-    """``d*q - dm`` in float32, in place on ``q`` (same two roundings as C and gguf-py)."""
-    np.multiply(q, d, out=q)
-    np.subtract(q, dm, out=q)
-    return q
-
-
-def _unpack_6bit(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``get_scale_min_k4`` for all 8 sub-blocks: 12 bytes (n, 12) -> sc, m (n, 8) uint8."""
-    lo, mid, hi = s[:, 0:4], s[:, 4:8], s[:, 8:12]
-    sc = np.concatenate([lo & 63, (hi & 0xF) | ((lo >> 6) << 4)], axis=1)
-    m = np.concatenate([mid & 63, (hi >> 4) | ((mid >> 6) << 4)], axis=1)
-    return sc, m
+def _affine_decode(q: np.ndarray, d: np.ndarray, dm: np.ndarray) -> np.ndarray:
+    """``y = d*q - dm`` in float32 per sub-block (the same two roundings as C and gguf-py):
+    codes ``(n, 256)``, steps/offsets ``(n, k)``."""
+    n, k = d.shape
+    y = q.reshape(n, k, 256 // k).astype(np.float32)
+    np.multiply(y, d[:, :, None], out=y)
+    np.subtract(y, dm[:, :, None], out=y)
+    return y.reshape(n, 256)
 
 
 class _KQuant(GGMLFormat):
-    """Shared input checks. NaN/Inf would poison a whole super-block's scales: rejected (C has no
-    defined result). Finite values so large that ``max_scale/63`` exceeds fp16 (|x| from ~1e6 up)
-    give an infinite ``d``/``dmin``, exactly as llama.cpp writes it; numpy's overflow warnings for that
-    reference behaviour are silenced."""
+    """Finite values so large that ``max_scale/63`` exceeds fp16 (|x| from ~1e6 up) give an
+    infinite ``d``/``dmin``, exactly as llama.cpp writes it; numpy's overflow warnings for that
+    reference behaviour are silenced. (NaN/Inf input is rejected by ``GGMLFormat``.)"""
 
-    def _encode(self, x: np.ndarray, **opts) -> Encoded:
-        check_finite(self.name, x)
+    def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return super()._encode(x, **opts)
 
 
 class _Q45K(_KQuant):
-    """Q4_K and Q5_K share everything but the code width and the search parameters."""
+    """Q4_K and Q5_K share everything but the code width (Q5_K adds the ``qh`` bit plane of bit 4)
+    and the search parameters. Block: ``d``, ``dmin``, ``scales[12]``, [``qh[32]``], ``qs[128]``
+    (sub-blocks 2c and 2c+1 share 32 bytes of low / high nibbles)."""
 
-    nmax: int  # largest code
+    bits: int  # code width
     search: Callable  # the make_qkx2_quants kernel with this type's constants
 
-    def _codes(self, blocks: np.ndarray):
+    def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
         n = blocks.shape[0]
         sub = blocks.reshape(-1, 32)
         scales, mins, L0 = self.search(sub)
-        packed, d16, dmin16, sc, m = _scale_min_6bit(scales.reshape(n, 8), mins.reshape(n, 8))
-        d, dm = _affine_params(d16, dmin16, sc, m)
-        L = _rederive(sub, d, dm, L0, self.nmax).reshape(n, 8, 32)
-        head = np.concatenate([_f16_bytes(d16), _f16_bytes(dmin16), packed], axis=1)
-        return head, L
+        (ls, lm), (d16, dmin16) = _quantize_scales(scales.reshape(n, 8), mins.reshape(n, 8), 63)
+        # C: uint8_t ls = nearest_int(...); ls = MIN(63, ls);  (the uint8 cast wraps first)
+        ls = np.minimum(ls & 0xFF, 63).astype(np.uint8)
+        lm = np.minimum(lm & 0xFF, 63).astype(np.uint8)
+        out = np.empty((n, self.type_size), np.uint8)
+        put_fp16(out, 0, d16)
+        put_fp16(out, 2, dmin16)
+        # the inverse of get_scale_min_k4: bytes 0-3 hold sc[0:4] plus the top 2 bits of sc[4:8];
+        # bytes 4-7 the same for m; bytes 8-11 the low nibbles of sc[4:8] | m[4:8] << 4
+        out[:, 4:8] = ls[:, :4] | ((ls[:, 4:] >> 4) << 6)
+        out[:, 8:12] = lm[:, :4] | ((lm[:, 4:] >> 4) << 6)
+        out[:, 12:16] = (ls[:, 4:] & 0xF) | ((lm[:, 4:] & 0xF) << 4)
+        d, dm = _affine_params(d16, dmin16, ls, lm)
+        L = _rederive(sub, d, dm, L0, (1 << self.bits) - 1).reshape(n, 256)
+        if self.bits == 5:
+            out[:, 16:48] = pack_bits(L >> 4)
+        out[:, -128:] = pack_nibbles(L, 64)
+        return out
 
-    def _decode_params(self, raw: np.ndarray):
-        n = raw.shape[0]
-        d16 = np.ascontiguousarray(raw[:, 0:2]).view(np.float16)[:, 0]
-        dmin16 = np.ascontiguousarray(raw[:, 2:4]).view(np.float16)[:, 0]
-        sc, m = _unpack_6bit(raw[:, 4:16])
-        d, dm = _affine_params(d16, dmin16, sc, m)
-        return d.reshape(n, 8, 1), dm.reshape(n, 8, 1)
+    def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
+        s = raw[:, 4:16]  # get_scale_min_k4 for all 8 sub-blocks
+        lo, mid, hi = s[:, 0:4], s[:, 4:8], s[:, 8:12]
+        sc = np.concatenate([lo & 63, (hi & 0xF) | ((lo >> 6) << 4)], axis=1)
+        m = np.concatenate([mid & 63, (hi >> 4) | ((mid >> 6) << 4)], axis=1)
+        d, dm = _affine_params(get_fp16(raw, 0), get_fp16(raw, 2), sc, m)
+        q = unpack_nibbles(raw[:, -128:], 64)
+        if self.bits == 5:
+            q |= unpack_bits(raw[:, 16:48]) << 4
+        return _affine_decode(q, d, dm)
 
 
 class Q4K(_Q45K):
     name = "q4_k"
     description = "GGML 4-bit K-quant: 256-value super-blocks, 8 sub-blocks with 6-bit scale and min"
-    nmax = 15
+    bits = 4
     search = staticmethod(search_q4_k)
-
-    def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        head, L = self._codes(blocks)
-        # qs: sub-blocks (2c, 2c+1) share 32 bytes, low nibble / high nibble
-        L = L.reshape(-1, 4, 2, 32)
-        qs = (L[:, :, 0] | (L[:, :, 1] << 4)).reshape(-1, 128)
-        return np.ascontiguousarray(np.concatenate([head, qs], axis=1))
-
-    def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        n = raw.shape[0]
-        d, dm = self._decode_params(raw)
-        qs = raw[:, 16:144].reshape(n, 4, 1, 32) >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)
-        q = (qs & 0xF).reshape(n, 8, 32).astype(np.float32)
-        return _affine_inplace(q, d, dm).reshape(n, 256)
 
 
 class Q5K(_Q45K):
     name = "q5_k"
     description = "GGML 5-bit K-quant: 256-value super-blocks, 8 sub-blocks with 6-bit scale and min"
-    nmax = 31
+    bits = 5
     search = staticmethod(search_q5_k)
-
-    def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        head, L = self._codes(blocks)
-        # qh byte j, bit s: bit 4 of L[sub-block s][j]; qs as in Q4_K with the low nibbles
-        hi = (L >> 4).astype(np.uint8)
-        qh = np.zeros((L.shape[0], 32), np.uint8)
-        for s in range(8):  # 8 fixed bit positions, not blocks
-            qh |= hi[:, s] << s
-        lo = (L & 0xF).reshape(-1, 4, 2, 32)
-        qs = (lo[:, :, 0] | (lo[:, :, 1] << 4)).reshape(-1, 128)
-        return np.ascontiguousarray(np.concatenate([head, qh, qs], axis=1))
-
-    def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        n = raw.shape[0]
-        d, dm = self._decode_params(raw)
-        qh = raw[:, 16:48].reshape(n, 1, 32) >> np.arange(8, dtype=np.uint8).reshape(1, 8, 1)
-        ql = raw[:, 48:176].reshape(n, 4, 1, 32) >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)
-        q = ((ql & 0xF).reshape(n, 8, 32) | ((qh & 1) << 4)).astype(np.float32)
-        return _affine_inplace(q, d, dm).reshape(n, 256)
 
 
 class Q2K(_KQuant):
+    """Block: ``scales[16]`` (4-bit scale | 4-bit min << 4), ``qs[64]`` (2-bit groups), ``d``, ``dmin``."""
+
     name = "q2_k"
     description = "GGML 2-bit K-quant: 256-value super-blocks, 16 sub-blocks with 4-bit scale and min"
 
@@ -204,33 +180,23 @@ class Q2K(_KQuant):
         n = blocks.shape[0]
         sub = blocks.reshape(-1, 16)
         scales, mins, L0 = search_q2_k(sub)
-        scales, mins = scales.reshape(n, 16), mins.reshape(n, 16)
-        max_scale = _positive_max(scales)[:, None]
-        max_min = _positive_max(mins)[:, None]
-        with np.errstate(divide="ignore"):
-            iscale = np.where(max_scale > 0, _F(15.0) / max_scale, _F(0.0)).astype(np.float32)
-            imin = np.where(max_min > 0, _F(15.0) / max_min, _F(0.0)).astype(np.float32)
+        (ls, lm), (d16, dmin16) = _quantize_scales(scales.reshape(n, 16), mins.reshape(n, 16), 15)
         # C stores the int into a uint8 (wraps), then ORs the min nibble (l << 4, also wrapped);
-        # with max == 0 the nibble stays 0, which iscale = 0 reproduces.
-        sbytes = (nearest_int(iscale * scales) & 0xFF) | ((nearest_int(imin * mins) << 4) & 0xFF)
-        sbytes = sbytes.astype(np.uint8)
-        d16 = (max_scale[:, 0] / _F(15.0)).astype(np.float16)  # fp16(0) when max_scale == 0
-        dmin16 = (max_min[:, 0] / _F(15.0)).astype(np.float16)
+        # with max == 0 the nibble stays 0, which a zero inverse reproduces.
+        sbytes = ((ls & 0xFF) | ((lm << 4) & 0xFF)).astype(np.uint8)
         d, dm = _affine_params(d16, dmin16, sbytes & 0xF, sbytes >> 4)
-        L = _rederive(sub, d, dm, L0, 3).reshape(n, 2, 4, 32)
-        # qs byte 32*h + l holds L[128h + 32k + l] at bits 2k, k = 0..3
-        qs = L[:, :, 0] | (L[:, :, 1] << 2) | (L[:, :, 2] << 4) | (L[:, :, 3] << 6)
-        parts = [sbytes, qs.reshape(n, 64), _f16_bytes(d16), _f16_bytes(dmin16)]
-        return np.ascontiguousarray(np.concatenate(parts, axis=1))
+        L = _rederive(sub, d, dm, L0, 3).reshape(n, 256)
+        out = np.empty((n, self.type_size), np.uint8)
+        out[:, 0:16] = sbytes
+        out[:, 16:80] = pack_2bit(L)
+        put_fp16(out, 80, d16)
+        put_fp16(out, 82, dmin16)
+        return out
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        n = raw.shape[0]
         s = raw[:, 0:16]
-        d = fp16_from(raw[:, 80:82]) * (s & 0xF).astype(np.float32)
-        dm = fp16_from(raw[:, 82:84]) * (s >> 4).astype(np.float32)
-        qs = raw[:, 16:80].reshape(n, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 1, 4, 1)
-        q = (qs & 3).reshape(n, 16, 16).astype(np.float32)
-        return _affine_inplace(q, d[:, :, None], dm[:, :, None]).reshape(n, 256)
+        d, dm = _affine_params(get_fp16(raw, 80), get_fp16(raw, 82), s & 0xF, s >> 4)
+        return _affine_decode(unpack_2bit(raw[:, 16:80]), d, dm)
 
 
 for _cls in (Q2K, Q4K, Q5K):

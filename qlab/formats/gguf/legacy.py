@@ -23,12 +23,11 @@ are elementwise maxima over 32 contiguous rows (much faster in numpy than reduci
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from ..base import Encoded, check_finite
-from ._common import GGMLFormat, register
+from ._common import GGMLFormat, get_fp16, put_fp16, register, unpack_nibbles
 
 __all__ = [
     "ChunkedGGML",
@@ -38,8 +37,6 @@ __all__ = [
     "Q5_1",
     "Q8_0",
     "absmax",
-    "get_fp16",
-    "put_fp16",
     "reciprocal",
 ]
 
@@ -47,17 +44,6 @@ _F32 = np.float32
 _U8 = np.uint8
 #: values per chunk (64k float32 = 256 KiB): a chunk and its temporaries stay in cache
 CHUNK_VALUES = 1 << 16
-
-
-class NonFiniteError(ValueError):
-    """Raised by a chunk quantizer whose block statistics are NaN/Inf."""
-
-
-def require_finite(*stats: np.ndarray) -> None:
-    """Per-block max/min/absmax are NaN/Inf exactly when the block holds a NaN/Inf."""
-    for s in stats:
-        if not np.isfinite(s).all():
-            raise NonFiniteError("non-finite input")
 
 
 class ChunkedGGML(GGMLFormat):
@@ -71,15 +57,6 @@ class ChunkedGGML(GGMLFormat):
 
     transposed: ClassVar[bool] = True
 
-    def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
-        # A NaN/Inf would poison a whole block's scale. The chunk quantizers notice one for free
-        # (it reaches the block max/min); then check_finite raises with count and position.
-        try:
-            return super()._encode(x, **opts)
-        except NonFiniteError:
-            check_finite(self.name, x)
-            raise
-
     def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
         n, bs = blocks.shape
         out = np.empty((n, self.type_size), _U8)
@@ -92,7 +69,6 @@ class ChunkedGGML(GGMLFormat):
         return out
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.ascontiguousarray(raw)  # fp16 fields are read through a uint16 view
         n, bs = raw.shape[0], self._layout.block_size
         out = np.empty((n, bs), _F32)
         step = max(1, CHUNK_VALUES // bs)
@@ -106,18 +82,6 @@ class ChunkedGGML(GGMLFormat):
 
     def _dequantize_chunk(self, raw: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError
-
-
-def put_fp16(out: np.ndarray, byte: int, v: np.ndarray) -> None:
-    """Store ``v`` rounded to fp16 (round-to-nearest-even, as ``GGML_FP32_TO_FP16``) at byte
-    offset ``byte`` of every block row of ``out`` (rows are an even number of bytes)."""
-    with np.errstate(over="ignore"):  # a scale above 65504 becomes fp16 inf, as in GGML
-        out.view(np.uint16)[:, byte // 2] = v.astype(np.float16).view(np.uint16)
-
-
-def get_fp16(raw: np.ndarray, byte: int) -> np.ndarray:
-    """The fp16 at byte offset ``byte`` of every block row, as float32 ``(n, 1)``."""
-    return raw.view(np.uint16)[:, byte // 2 : byte // 2 + 1].view(np.float16).astype(_F32)
 
 
 # -- per-block statistics with the reference's exact semantics ------------------------------------
@@ -147,8 +111,7 @@ def signed_absmax(xt: np.ndarray) -> np.ndarray:
     +0.0 for an all-zero block (the C loop's initial value is never replaced)."""
     mx, mn = xt.max(axis=0), xt.min(axis=0)
     neg_mn = -mn
-    res = np.where(neg_mn > mx, mn, mx)  # NaN/+-Inf in a block always reach res
-    require_finite(res)
+    res = np.where(neg_mn > mx, mn, mx)
     tie = np.flatnonzero(neg_mn == mx)  # +a and -a (or an all-zero block): the first one wins
     if tie.size:
         res[tie] = first_occurrence(xt, tie, mx, absolute=True)
@@ -159,7 +122,6 @@ def signed_absmax(xt: np.ndarray) -> np.ndarray:
 def min_max(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Q4_1/Q5_1's ``min``/``max``; a zero extremum keeps the sign of the block's first zero."""
     mn, mx = xt.min(axis=0), xt.max(axis=0)
-    require_finite(mn, mx)
     for v in (mn, mx):
         z = np.flatnonzero(v == 0)
         if z.size:
@@ -170,14 +132,14 @@ def min_max(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def absmax(x: np.ndarray, axis: int = 0) -> np.ndarray:
     """``amax = MAX(amax, fabsf(v))`` from 0.0f: max(max, -min), always a non-negative zero."""
     a = np.maximum(x.max(axis=axis), -x.min(axis=axis))
-    require_finite(a)
     a += _F32(0.0)
     return a
 
 
 # -- packing -------------------------------------------------------------------------------------
-def _pack_nibbles(q: np.ndarray) -> np.ndarray:
-    """Codes ``(32, n)`` -> bytes ``(n, 16)``: byte j = code j | code j+16 << 4 (low 4 bits each)."""
+def _pack_nibbles_t(q: np.ndarray) -> np.ndarray:
+    """Codes ``(32, n)`` -> bytes ``(n, 16)``: byte j = code j | code j+16 << 4 (low 4 bits each);
+    :func:`._common.pack_nibbles` for the transposed chunks."""
     return ((q[:16] & _U8(15)) | (q[16:] << _U8(4))).T
 
 
@@ -199,9 +161,7 @@ def _clamp_top(q: np.ndarray, bits: int) -> None:
 
 def _unpack_codes(qs: np.ndarray, qh: np.ndarray | None) -> np.ndarray:
     """Codes ``(n, 32)`` uint8 from ``qs`` ``(n, 16)`` nibbles and, for 5-bit types, ``qh``."""
-    c = np.empty((qs.shape[0], 32), _U8)
-    np.bitwise_and(qs, _U8(15), out=c[:, :16])
-    np.right_shift(qs, _U8(4), out=c[:, 16:])
+    c = unpack_nibbles(qs, 32)
     if qh is not None:
         c |= np.unpackbits(qh, axis=1, bitorder="little") << _U8(4)
     return c
@@ -227,7 +187,7 @@ class _Symmetric(ChunkedGGML):
         put_fp16(out, 0, d)
         if self.bits == 5:
             out[:, 2:6] = _pack_high_bits(q)
-        out[:, -16:] = _pack_nibbles(q)
+        out[:, -16:] = _pack_nibbles_t(q)
 
     def _dequantize_chunk(self, raw: np.ndarray, out: np.ndarray) -> None:
         c = _unpack_codes(raw[:, -16:], raw[:, 2:6] if self.bits == 5 else None)
@@ -273,7 +233,7 @@ class _Affine(ChunkedGGML):
         put_fp16(out, 2, mn)
         if self.bits == 5:
             out[:, 4:8] = _pack_high_bits(q)
-        out[:, -16:] = _pack_nibbles(q)
+        out[:, -16:] = _pack_nibbles_t(q)
 
     def _dequantize_chunk(self, raw: np.ndarray, out: np.ndarray) -> None:
         c = _unpack_codes(raw[:, -16:], raw[:, 4:8] if self.bits == 5 else None)

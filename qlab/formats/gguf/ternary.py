@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import register
-from .legacy import ChunkedGGML, absmax, get_fp16, put_fp16, reciprocal
+from ._common import get_fp16, pack_2bit, put_fp16, register, unpack_2bit
+from .legacy import ChunkedGGML, absmax, reciprocal
 
 __all__ = ["TQ1_0", "TQ2_0"]
 
@@ -53,16 +53,12 @@ class TQ2_0(ChunkedGGML):
     transposed = False  # 256-long rows reduce efficiently as they are
 
     def _quantize_chunk(self, x: np.ndarray, out: np.ndarray) -> None:
-        t = _trits(x, out, 64).reshape(-1, 2, 4, 32)  # (block, half, 2-bit slot, byte)
-        qs = t[:, :, 0] | (t[:, :, 1] << _U8(2)) | (t[:, :, 2] << _U8(4)) | (t[:, :, 3] << _U8(6))
-        out[:, :64] = qs.reshape(-1, 64)
+        out[:, :64] = pack_2bit(_trits(x, out, 64))
 
     def _dequantize_chunk(self, raw: np.ndarray, out: np.ndarray) -> None:
-        qs = raw[:, :64].reshape(-1, 2, 1, 32)
-        shifts = np.array([0, 2, 4, 6], _U8).reshape(1, 1, 4, 1)
-        c = (qs >> shifts) & _U8(3)  # (block, half, slot, byte)
+        c = unpack_2bit(raw[:, :64])
         c -= _U8(1)  # wraps: the int8 view is the trit
-        np.multiply(c.reshape(-1, 256).view(np.int8), get_fp16(raw, 64), out=out, dtype=_F32)
+        np.multiply(c.view(np.int8), get_fp16(raw, 64), out=out, dtype=_F32)
 
 
 # ceil(q * 256 / 243) for every base-3 byte value q <= 242 (the reference's ceiling division)

@@ -1,0 +1,95 @@
+"""The references the GGML tests compare against, loaded once for every test module.
+
+* llama.cpp's own bytes: ``tests/data/ggml/inputs.npz`` (9 float32 matrices) and
+  ``<type>.npz`` (what ``llama_model_quantize`` wrote for each, without an importance matrix);
+* gguf-py (``gguf.quants``): ``dequantize`` for every type, ``quantize`` where it has one;
+* llama.cpp's library itself (``ggml_quantize_chunk`` from llama-cpp-python's bundled libggml,
+  through ctypes) when that package is installed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize, quantize
+
+import qlab.formats as F
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "ggml"
+INPUTS: dict[str, np.ndarray] = dict(np.load(DATA / "inputs.npz"))
+LEGACY = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
+TERNARY = ["tq1_0", "tq2_0"]
+#: every GGML type qlab implements, in llama.cpp's type-id order
+TYPES = [*LEGACY, "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", *TERNARY]
+#: the types gguf-py can also quantize (the others raise NotImplementedError there)
+GGUF_PY_QUANTIZES = LEGACY + TERNARY
+
+
+def qtype(t: str) -> GGMLQuantizationType:
+    return GGMLQuantizationType[t.upper()]
+
+
+@cache
+def oracle(t: str) -> dict[str, np.ndarray]:
+    """llama.cpp's bytes for every matrix of ``INPUTS``, as uint8 arrays."""
+    return dict(np.load(DATA / f"{t}.npz"))
+
+
+def ours(t: str, x) -> bytes:
+    return F.get(t).encode(x).to_bytes()
+
+
+def gguf_bytes(t: str, x: np.ndarray) -> bytes:
+    """gguf-py's ``quantize`` (legacy and ternary types only)."""
+    with np.errstate(all="ignore"):  # gguf-py warns where 1/d overflows (its casts then give 0)
+        return quantize(np.ascontiguousarray(x, dtype=np.float32), qtype(t)).tobytes()
+
+
+def gguf_decode(t: str, raw) -> np.ndarray:
+    """gguf-py's ``dequantize`` of block bytes, flattened."""
+    buf = np.frombuffer(raw, np.uint8) if isinstance(raw, bytes) else np.asarray(raw, np.uint8)
+    with np.errstate(all="ignore"):  # an fp16-inf scale times code 0 is NaN
+        return dequantize(buf.ravel(), qtype(t)).ravel()
+
+
+def assert_decode_matches_gguf(t: str, raw, shape: tuple[int, ...]) -> None:
+    """``decode(from_bytes(raw, shape))`` is float32 of ``shape`` and equals gguf-py's
+    ``dequantize`` bit for bit (signed zeros, infinities and NaN payloads included)."""
+    fmt = F.get(t)
+    with np.errstate(all="ignore"):
+        y = fmt.decode(fmt.from_bytes(raw, shape))
+    assert y.dtype == np.float32 and y.shape == tuple(shape)
+    assert np.array_equal(y.ravel().view(np.uint32), gguf_decode(t, raw).view(np.uint32))
+
+
+def ggml_quantize_chunk():
+    """``ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix)`` from the libggml
+    bundled with llama-cpp-python; skips the test when that is not installed."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    libdir = Path(llama_cpp.__file__).parent / "lib"
+    for so in sorted(libdir.glob("libggml*.so*")) + sorted(libdir.glob("libllama*.so*")):
+        try:
+            fn = ctypes.CDLL(str(so)).ggml_quantize_chunk
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_size_t
+        fn.argtypes = (
+            [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+        )
+        return fn
+    pytest.skip("no libggml with ggml_quantize_chunk in the llama_cpp package")
+
+
+def llama_cpp_bytes(t: str, x: np.ndarray) -> bytes:
+    """What llama.cpp's library writes for the rows of ``x`` (float32, 2-D)."""
+    quantize_chunk = ggml_quantize_chunk()
+    fmt = F.get(t)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.zeros(x.size // fmt.block_size * fmt.type_size, np.uint8)
+    quantize_chunk(fmt.ggml_type, x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[1], None)
+    return out.tobytes()
