@@ -1,0 +1,78 @@
+"""Evaluation text: the WikiText-2 test split shipped in ``data/`` and sentences cut from it.
+
+WikiText-2 (Merity et al., 2016, arXiv:1609.07843; CC BY-SA 3.0, see ``data/README.md``) in its
+*raw* form: one paragraph per line, headings written `` = Title = ``, tokens separated by spaces
+(``actor . He``), and number separators escaped as `` @-@ ``, `` @,@ ``, `` @.@ ``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from ..models._paths import data_dir
+
+WIKITEXT2_TEST = "wikitext-2-raw-test.txt"
+
+# a sentence ends with " ." / " !" / " ?" followed by a space and a capital letter or a quote
+_SENTENCE_END = re.compile(r"(?<= [.!?]) (?=[A-Z\"'])")
+_DETOK = [
+    (re.compile(r" @([-,.])@ "), r"\1"),  # 1 @,@ 000 -> 1,000 ; state @-@ of -> state-of
+    (re.compile(r" ([.,;:!?%)])"), r"\1"),  # word . -> word.
+    (re.compile(r"([($]) "), r"\1"),  # ( word -> (word
+    (re.compile(r" ('s|'re|'ve|'m|'ll|'d|n't)\b"), r"\1"),  # it 's -> it's
+]
+
+
+@lru_cache(maxsize=1)
+def wikitext2_test() -> str:
+    """The raw WikiText-2 test split as one string (1,296,370 bytes; cached per process)."""
+    path = data_dir() / WIKITEXT2_TEST
+    if not path.is_file():
+        raise FileNotFoundError(f"WikiText-2 test text not found at {path} (set $QLAB_DATA to the data/ directory)")
+    return path.read_text(encoding="utf-8")
+
+
+def detokenize(s: str) -> str:
+    """Undo WikiText's tokenization spaces (``actor 's role , 1 @,@ 000`` -> ``actor's role, 1,000``)."""
+    for pattern, repl in _DETOK:
+        s = pattern.sub(repl, s)
+    return s
+
+
+def sentences(text: str, min_words: int = 6, max_words: int = 48) -> list[str]:
+    """Sentences of a raw WikiText text, in document order, de-duplicated and detokenized.
+
+    Paragraph lines are split at sentence ends; headings (`` = ... = ``) and blank lines are
+    skipped; sentences outside ``[min_words, max_words]`` words (after detokenizing) are dropped.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("="):
+            continue
+        for raw in _SENTENCE_END.split(line):
+            s = detokenize(raw)
+            if not min_words <= len(s.split()) <= max_words:
+                continue
+            if s not in seen:
+                seen.add(s)
+                out.append(s)
+    return out
+
+
+def wikitext_sentences(n: int = 1000, min_words: int = 6, max_words: int = 48) -> list[str]:
+    """The first ``n`` sentences of the WikiText-2 test split (see :func:`sentences`)."""
+    found = _wikitext_sentences(min_words, max_words)
+    if n > len(found):
+        raise ValueError(f"WikiText-2 test has {len(found)} sentences of {min_words}-{max_words} words, {n} asked")
+    return list(found[:n])
+
+
+@lru_cache(maxsize=4)
+def _wikitext_sentences(min_words: int, max_words: int) -> tuple[str, ...]:
+    return tuple(sentences(wikitext2_test(), min_words, max_words))
+
+
+__all__ = ["WIKITEXT2_TEST", "detokenize", "sentences", "wikitext2_test", "wikitext_sentences"]
