@@ -7,12 +7,27 @@ from . import formats
 from .formats import roundtrip
 
 __version__ = "0.1.0"
-__all__ = ["eval", "formats", "models", "roundtrip", "__version__"]
 
-_LAZY = ("eval", "models")  # import torch/transformers: loaded on first use, so `import qlab` stays fast
+# these import torch/transformers: loaded on first use, so `import qlab` stays fast
+_LAZY_MODULES = ("analysis", "backends", "eval", "models", "observers", "quantize", "viz")
+_LAZY_ATTRS = {
+    "quantize_model": "quantize",
+    "quantize_": "quantize",
+    "PTQConfig": "quantize",
+    "DynamicConfig": "quantize",
+    "QATConfig": "quantize",
+    "LLMInt8Config": "quantize",
+    "SmoothQuantConfig": "quantize",
+    "AWQConfig": "quantize",
+    "GPTQConfig": "quantize",
+    "sweep": "analysis.sweep",
+}
+__all__ = ["formats", "roundtrip", "__version__", *_LAZY_MODULES, *_LAZY_ATTRS]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _LAZY_MODULES:
         return import_module(f".{name}", __name__)
+    if name in _LAZY_ATTRS:
+        return getattr(import_module(f".{_LAZY_ATTRS[name]}", __name__), name)
     raise AttributeError(f"module 'qlab' has no attribute {name!r}")

@@ -1,0 +1,166 @@
+"""Swap ``nn.Linear`` layers for bitsandbytes' ``Linear8bitLt`` / ``Linear4bit`` (CPU, or CUDA).
+
+* ``"int8"`` -- ``Linear8bitLt`` (LLM.int8(), Dettmers et al. 2022, arXiv:2208.07339): weights
+  int8 per output row (``s = max|w| / 127`` of the float16-rounded weight, stored as ``CB``,
+  ``SCB``); each call quantizes the input per token (row) to int8 and multiplies in int32.
+  With ``threshold=6.0`` (the paper's value) every input *column* holding a value with
+  ``|x| >= 6`` is taken out of the int8 product and multiplied in float with the dequantized
+  weight columns: the mixed-precision decomposition that keeps the few huge activation
+  features of large transformers from flattening everyone else's int8 grid.
+* ``"nf4"`` / ``"fp4"`` -- ``Linear4bit`` (QLoRA, Dettmers et al. 2023, arXiv:2305.14314):
+  weights as 4-bit codebook indices with one absmax per ``block_size`` (64) values; with
+  ``compress_statistics=True`` ("double quantization") the absmax are themselves stored in
+  8 bits per block of 256. Each call dequantizes and multiplies in ``compute_dtype`` (float32).
+
+Quantization happens when the parameter is moved to its device (``.to("cpu")`` or
+``.to("cuda")``), exactly as in bitsandbytes' own examples. On CUDA the same modules run
+bitsandbytes' CUDA kernels; ``device="cuda"`` without a GPU is a clear error.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..compare import BackendModel, saved_bytes, state_bytes
+
+BACKEND = "bitsandbytes"
+FORMATS = ("int8", "nf4", "fp4")
+DEVICES = ("cpu", "cuda")
+
+# MatMul8bitLt logs a warning on every call whose input is not float16 ("inputs will be cast
+# from float32 to float16 during quantization"): that cast is the scheme (see simulate.py),
+# so qlab keeps the message out of notebooks.
+logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+
+
+def _unsupported(fmt: object) -> ValueError:
+    return ValueError(f"{BACKEND} backend cannot run format {fmt!r}; it supports: "
+                      f"{', '.join(FORMATS)} (fp4_bnb is accepted for fp4)")
+
+
+def check_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (the latter only with a CUDA build of torch and a visible GPU)."""
+    dev = torch.device(device)
+    if dev.type not in DEVICES:
+        raise ValueError(f"{BACKEND}: device must be one of {DEVICES}, got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{BACKEND}: device='cuda' asked but torch.cuda.is_available() is False "
+                         f"(torch {torch.__version__}); use device='cpu'")
+    return dev
+
+
+def quantized_linear(
+    lin: nn.Linear, weights: str, device: str | torch.device = "cpu", threshold: float = 6.0,
+    block_size: int = 64, compress_statistics: bool = True,
+) -> nn.Module:
+    """One bitsandbytes module holding ``lin``'s weights, quantized on ``device``."""
+    import bitsandbytes as bnb
+
+    weights = "fp4" if weights == "fp4_bnb" else weights
+    if weights not in FORMATS:
+        raise _unsupported(weights)
+    if weights != "int8" and lin.in_features % block_size:
+        raise ValueError(
+            f"{BACKEND}: a Linear with in_features={lin.in_features} (not a multiple of block_size={block_size}) "
+            f"cannot be held in {weights}: bitsandbytes 0.50's CPU dequantize kernel indexes the absmax per "
+            f"row (row * (in_features // block_size) + col // block_size) while blocks are cut from the "
+            f"flattened weight, so such a layer decodes with the wrong scales"
+        )
+    w = lin.weight.detach().to("cpu", torch.float32).clone()
+    has_bias = lin.bias is not None
+    if weights == "int8":
+        mod = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=has_bias, has_fp16_weights=False,
+                                  threshold=threshold)
+        mod.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+    else:
+        mod = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=has_bias, compute_dtype=torch.float32,
+                                compress_statistics=compress_statistics, quant_type=weights,
+                                quant_storage=torch.uint8)
+        mod.weight = bnb.nn.Params4bit(w, requires_grad=False, blocksize=block_size,
+                                       compress_statistics=compress_statistics, quant_type=weights,
+                                       quant_storage=torch.uint8, module=mod)
+    if has_bias:
+        mod.bias = nn.Parameter(lin.bias.detach().to("cpu", torch.float32).clone(), requires_grad=False)
+    return mod.to(device).eval()  # the move quantizes
+
+
+def quantize(
+    m: Any,
+    weights: str = "nf4",
+    threshold: float = 6.0,
+    block_size: int = 64,
+    compress_statistics: bool = True,
+    device: str = "cpu",
+    skip: Sequence[str] = (),
+) -> BackendModel:
+    """A copy of ``m`` whose ``nn.Linear`` layers (except names containing a ``skip`` entry)
+    are bitsandbytes modules on ``device``. ``threshold`` applies to ``int8`` only (0 disables
+    the outlier decomposition); ``block_size`` and ``compress_statistics`` to ``nf4``/``fp4``.
+
+    4-bit layers whose ``in_features`` is not a multiple of ``block_size`` (digits-cnn's 32-input
+    output layer) stay float: bitsandbytes 0.50's CPU kernels decode them with the wrong scales
+    (see :func:`quantized_linear`). They are listed in ``info["float_layers"]`` and the scheme.
+    """
+    weights = "fp4" if weights == "fp4_bnb" else weights
+    if weights not in FORMATS:
+        raise _unsupported(weights)
+    if threshold < 0:
+        raise ValueError(f"{BACKEND}: threshold must be >= 0 (0 = no outlier decomposition), got {threshold}")
+    if block_size not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
+        raise ValueError(f"{BACKEND}: block_size must be a power of two in 32..4096, got {block_size}")
+    dev = check_device(device)
+    model = copy.deepcopy(m.model).eval()
+    names = [n for n, mod in model.named_modules() if type(mod) is nn.Linear and not any(s in n for s in skip)]
+    if not names:
+        raise ValueError(f"{BACKEND}: {m.name} has no nn.Linear layers to replace")
+    kept = [] if weights == "int8" else [n for n in names if model.get_submodule(n).in_features % block_size]
+    names = [n for n in names if n not in kept]  # see quantized_linear: rows must hold whole blocks
+    if not names:
+        raise ValueError(f"{BACKEND}: no Linear layer of {m.name} has in_features divisible by block_size="
+                         f"{block_size}; {weights} cannot hold any of them")
+    for name in names:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, quantized_linear(getattr(owner, attr), weights, dev, threshold, block_size,
+                                              compress_statistics))
+    model.to(dev)
+    if dev.type != "cpu":
+        model = _DeviceModel(model, dev)
+    if weights == "int8":
+        scheme = f"LLM.int8 (threshold {threshold:g})" if threshold > 0 else "int8 vector-wise (no outliers)"
+    else:
+        scheme = f"{weights} block {block_size}{' + double quant' if compress_statistics else ''}"
+    scheme += "" if dev.type == "cpu" else f" [{dev.type}]"
+    scheme += f" ({len(kept)} layer{'s' * (len(kept) > 1)} kept float)" if kept else ""
+    loaded = dataclasses.replace(m, model=model)
+    return BackendModel(BACKEND, scheme, loaded, state_bytes(model), saved_bytes(model),
+                        info={"layers": names, "float_layers": kept, "device": str(dev), "weights": weights})
+
+
+class _DeviceModel(nn.Module):
+    """Runs a GPU model on CPU inputs and returns CPU outputs, so ``qlab.eval`` works unchanged."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.inner, self.device = model, device
+        self.config = getattr(model, "config", None)
+
+    def forward(self, *args: Any, **kw: Any) -> Any:
+        mv = lambda t: t.to(self.device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        out = self.inner(*map(mv, args), **{k: mv(v) for k, v in kw.items()})
+        if isinstance(out, torch.Tensor):
+            return out.cpu()
+        for k in ("last_hidden_state", "logits"):
+            if getattr(out, k, None) is not None:
+                setattr(out, k, getattr(out, k).cpu())
+        return out
+
+
+__all__ = ["BACKEND", "DEVICES", "FORMATS", "check_device", "quantize", "quantized_linear"]

@@ -1,0 +1,117 @@
+"""qlab's simulations of bitsandbytes' ``Linear8bitLt`` and ``Linear4bit``.
+
+4-bit: qlab's ``nf4`` / ``fp4_bnb`` formats are bit-exact with bitsandbytes' CPU quantizer
+(:mod:`qlab.formats.codebook`), ``double_quant=True`` being ``compress_statistics``. A
+``Linear4bit`` computing in float32 is therefore ``F.linear(x, roundtrip(w, "nf4", ...), b)``
+up to float32 summation order.
+
+LLM.int8() (bitsandbytes 0.50, default/CPU kernels), step by step, with qlab's ``int8``
+(symmetric, ``[-127, 127]``, ``granularity="channel"`` = one scale per row):
+
+1. the weight is rounded to float16 and quantized per output row (``SCB = max|w|``);
+2. the input is rounded to float16; entries with ``|x| >= threshold`` are set to 0 *before*
+   the per-token absmax is taken, and the codes of every column holding such an entry are 0;
+3. int8 x int8 -> int32, rescaled by ``SCA * SCB * 6.200124e-05`` -- bitsandbytes' constant for
+   ``1 / 127**2`` (which is ``6.2000124e-05``: the literal differs by 1.8e-5 relative), + bias;
+4. the outlier columns of the *original* float32 input times the dequantized weight columns
+   (``CB * SCB / 127``) are added in float32.
+
+qlab's ``int8`` computes ``rint(x * (1 / (max / 127)))`` where bitsandbytes computes
+``round(x * (127 / max))``: the two roundings can differ by one code at near-ties, so the
+simulation matches to about 1e-4 relative, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...formats import roundtrip
+from .linear import BACKEND, FORMATS
+
+BNB_INV_127_SQ = 6.200124e-05  # bitsandbytes' int8_mm_dequant constant (sic)
+
+
+def int8_weight(w: torch.Tensor) -> torch.Tensor:
+    """The float weight ``Linear8bitLt`` effectively multiplies with: per-row int8 of the fp16 weight."""
+    w16 = w.detach().to(torch.float16).float().numpy()
+    return torch.from_numpy(roundtrip(w16, "int8", symmetric=True, granularity="channel"))
+
+
+def llm_int8_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, threshold: float = 6.0) -> torch.Tensor:
+    """qlab's simulation of ``Linear8bitLt(threshold)`` on input ``x`` (any leading shape)."""
+    shape = x.shape
+    a = x.detach().reshape(-1, shape[-1]).float()
+    a16 = a.to(torch.float16).float()
+    w_hat = int8_weight(w)
+    outliers = torch.zeros(a.shape[1], dtype=torch.bool)
+    if threshold > 0:
+        big = a16.abs() >= threshold
+        outliers = big.any(0)
+        a16 = a16.masked_fill(big, 0.0)
+    a_hat = torch.from_numpy(roundtrip(a16.numpy(), "int8", symmetric=True, granularity="channel"))
+    if a.shape[0] > 1:
+        a_hat[:, outliers] = 0.0
+    # a_hat @ w_hat.T == (CA @ CB.T) * SCA * SCB / 127**2; bnb's constant is 1.8e-5 relatively larger
+    y = (a_hat.double() @ w_hat.double().T * (BNB_INV_127_SQ * 127.0**2)).float()
+    if bias is not None:
+        y = y + bias.detach().float()
+    if outliers.any():
+        y = y + a[:, outliers] @ w_hat[:, outliers].T
+    return y.reshape(*shape[:-1], w.shape[0])
+
+
+def four_bit_weight(w: np.ndarray, weights: str = "nf4", block_size: int = 64, double_quant: bool = True) -> np.ndarray:
+    """The weight ``Linear4bit`` multiplies with: qlab's ``nf4`` / ``fp4_bnb`` codec, whose blocks
+    follow rows (bitsandbytes cuts them from the flattened weight: the same blocks when a row
+    holds whole blocks, the only case :mod:`.linear` quantizes)."""
+    fmt = "fp4_bnb" if weights == "fp4" else weights
+    return roundtrip(w, fmt, block_size=block_size, double_quant=double_quant)
+
+
+class _SimLinear(nn.Module):
+    def __init__(self, lin: nn.Linear, weights: str, threshold: float, block_size: int, double_quant: bool) -> None:
+        super().__init__()
+        self.weights, self.threshold = weights, threshold
+        w = lin.weight.detach().float()
+        if weights != "int8":
+            w = torch.from_numpy(four_bit_weight(w.numpy(), weights, block_size, double_quant))
+        self.weight = nn.Parameter(w, requires_grad=False)
+        self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weights == "int8":
+            return llm_int8_linear(x, self.weight, self.bias, self.threshold)
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+def simulate(
+    m: Any, weights: str = "nf4", threshold: float = 6.0, block_size: int = 64, compress_statistics: bool = True,
+) -> Any:
+    """A float copy of ``m`` whose ``nn.Linear`` layers compute qlab's simulation of the module
+    :func:`.linear.quantize` puts there (same arguments)."""
+    weights = "fp4" if weights == "fp4_bnb" else weights
+    if weights not in FORMATS:
+        raise ValueError(f"{BACKEND}: no simulation of format {weights!r}; it supports {', '.join(FORMATS)}")
+    model = copy.deepcopy(m.model).eval()
+    for name in [n for n, mod in model.named_modules() if type(mod) is nn.Linear]:
+        if weights != "int8" and model.get_submodule(name).in_features % block_size:
+            continue  # kept float by quantize() too
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, _SimLinear(getattr(owner, attr), weights, threshold, block_size, compress_statistics))
+    return dataclasses.replace(m, model=model)
+
+
+def outlier_columns(x: torch.Tensor, threshold: float = 6.0) -> np.ndarray:
+    """Indices of the input features LLM.int8() would keep in float for this input."""
+    a16 = x.detach().reshape(-1, x.shape[-1]).to(torch.float16)
+    return torch.nonzero((a16.abs() >= threshold).any(0)).flatten().numpy()
+
+
+__all__ = ["BNB_INV_127_SQ", "four_bit_weight", "int8_weight", "llm_int8_linear", "outlier_columns", "simulate"]

@@ -1,0 +1,97 @@
+"""The ``qlab`` command.
+
+``qlab compare --model smollm2-135m --formats q8_0,q6_k,q5_0,q4_k,q4_0,nf4,fp8_e4m3,mxfp4,int4``
+quantizes the model with every format (weight-only, simulated), prints the size-vs-accuracy table
+(bits per weight, MB, perplexity, KL divergence and top-1 agreement against the float model) and
+writes the Pareto plot. Results are cached (``$QLAB_CACHE`` or ``~/.cache/qlab``), so running it
+again, or with one more format, only measures what is new.
+
+``qlab quantize --model smollm2-135m --recipe q4_k_m`` prints the per-tensor report of one recipe
+(format asked for and used, llama.cpp's fallbacks, bytes, SQNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+DEFAULT_FORMATS = "q8_0,q6_k,q5_0,q4_k,q4_0,nf4,fp8_e4m3,mxfp4,int4"
+
+
+def _formats(arg: str) -> list[str]:
+    names = [f.strip() for f in arg.split(",") if f.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one format, e.g. --formats q8_0,q4_0")
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qlab", description="qlab: measure quantization formats on real models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compare", help="size-vs-accuracy table and Pareto plot of several formats")
+    c.add_argument("--model", default="smollm2-135m", help="zoo name or path (default: smollm2-135m)")
+    c.add_argument("--formats", type=_formats, default=_formats(DEFAULT_FORMATS),
+                   help=f"comma-separated formats or llama.cpp mixes (default: {DEFAULT_FORMATS})")  # fmt: skip
+    c.add_argument("--metric", default=None, help="y-axis of the Pareto plot (default: kl for LLMs)")
+    c.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
+    c.add_argument("--windows", type=int, default=16, help="number of windows (default 16)")
+    c.add_argument("--exclude", action="append", default=None, help="fnmatch pattern of weights to keep float")
+    c.add_argument("--out", default="pareto.png", help="Pareto plot file (default pareto.png; '' for none)")
+    c.add_argument("--cache-dir", default=None, help="result cache (default $QLAB_CACHE or ~/.cache/qlab)")
+    c.add_argument("--no-cache", action="store_true", help="measure everything again, store nothing")
+    c.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+
+    q = sub.add_parser("quantize", help="per-tensor report of one recipe (formats used, fallbacks, SQNR)")
+    q.add_argument("--model", default="smollm2-135m")
+    q.add_argument("--recipe", default="q4_k_m", help="format name or llama.cpp mix (default q4_k_m)")
+    q.add_argument("--rows", type=int, default=None, help="show only the first N tensors")
+    return p
+
+
+def _compare(a: argparse.Namespace) -> int:
+    import json
+
+    from .analysis.sweep import sweep
+    from .models import load
+
+    m = load(a.model)
+    res = sweep(
+        m, a.formats, a.metric, window=a.window, windows=a.windows, exclude=a.exclude,
+        cache=not a.no_cache, cache_path=a.cache_dir, progress=True,
+    )  # fmt: skip
+    where = f", {a.windows} x {a.window} tokens of WikiText-2" if m.kind == "causal-lm" else ""
+    print(f"{m.name}: weight-only quantization, simulated{where}; KL and top-1 against the float model")
+    print(res.table())
+    print("pareto: * = no other format is both smaller and more accurate (by " + res.metric + ")")
+    if a.out:
+        res.plot(path=a.out)
+        print(f"wrote {a.out}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(res.to_dict(), fh, indent=1, default=float)
+    return 0
+
+
+def _quantize(a: argparse.Namespace) -> int:
+    from .models import load
+    from .quantize import quantize_model
+
+    m = load(a.model)
+    print(quantize_model(m, a.recipe, progress=True).table(a.rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qlab`` console script."""
+    a = _parser().parse_args(argv)
+    try:
+        return {"compare": _compare, "quantize": _quantize}[a.command](a)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"qlab {a.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

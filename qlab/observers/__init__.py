@@ -1,0 +1,23 @@
+"""Calibration observers by name: ``qlab.observers.get("percentile", percentile=99.9)``.
+
+The implementation lives in :mod:`qlab.quantize.observers` (and the histogram observers in
+:mod:`qlab.quantize._histogram`); this package only gives it a short public name.
+"""
+
+from ..quantize.observers import (
+    EntropyObserver,
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MSEObserver,
+    Observer,
+    PercentileObserver,
+    get,
+    names,
+    register,
+)
+
+__all__ = [
+    "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "HistogramObserver", "PercentileObserver",
+    "MSEObserver", "EntropyObserver", "get", "names", "register",
+]  # fmt: skip

@@ -1,0 +1,29 @@
+"""Model-level quantization: weight-only recipes, and PTQ / dynamic / QAT pipelines.
+
+>>> import qlab
+>>> m = qlab.models.load("smollm2-135m")                                  # doctest: +SKIP
+>>> report = qlab.quantize_model(m, "q4_k_m")                             # doctest: +SKIP
+>>> d = qlab.models.load("digits-cnn")                                    # doctest: +SKIP
+>>> qlab.quantize_(d, qlab.PTQConfig(weights="int8", activations="int8"), calibration=batches)  # doctest: +SKIP
+"""
+
+from . import recipes
+from .api import PipelineReport, quantize_, register_method
+from .configs import (
+    AWQConfig,
+    DynamicConfig,
+    GPTQConfig,
+    LLMInt8Config,
+    PTQConfig,
+    QATConfig,
+    QuantConfig,
+    SmoothQuantConfig,
+)
+from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
+from .recipes import resolve_recipe
+
+__all__ = [
+    "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "recipes", "resolve_recipe",
+    "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
+    "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig",
+]

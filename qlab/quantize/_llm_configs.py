@@ -1,0 +1,92 @@
+"""Configs of the LLM methods: LLM.int8(), SmoothQuant, AWQ, GPTQ (re-exported by :mod:`.configs`).
+
+Only the configs live here (validated on creation, like every qlab config); each method is
+implemented in the module its ``method_module`` names and registers itself with
+:func:`qlab.quantize.api.register_method` on import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .configs import ACT_GRANULARITIES, QuantConfig, _positive
+
+
+@dataclass(frozen=True)
+class LLMInt8Config(QuantConfig):
+    """LLM.int8() (Dettmers et al., 2022): int8 vector-wise quantization with the input feature
+    columns whose magnitude exceeds ``threshold`` kept in 16-bit (mixed-precision decomposition)."""
+
+    activations: str | None = "int8"
+    threshold: float = 6.0
+
+    method_module: ClassVar[str] = "qlab.quantize.llm_int8"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self.threshold, "threshold", float)
+
+
+@dataclass(frozen=True)
+class SmoothQuantConfig(QuantConfig):
+    """SmoothQuant (Xiao et al., 2023): per-channel factors ``s = max|X|^alpha / max|W|^(1-alpha)``
+    move activation outliers into the weights before W8A8 quantization."""
+
+    activations: str | None = "int8"
+    alpha: float = 0.5
+    observer: str = "minmax"
+    activation_granularity: str = "tensor"
+
+    method_module: ClassVar[str] = "qlab.quantize.smoothquant"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if self.activation_granularity not in (*ACT_GRANULARITIES, "token"):
+            raise ValueError(f"activation_granularity must be 'tensor', 'channel' or 'token', got {self.activation_granularity!r}")
+        from .observers import get as get_observer
+
+        object.__setattr__(self, "observer", get_observer(self.observer).name)
+
+
+@dataclass(frozen=True)
+class AWQConfig(QuantConfig):
+    """AWQ (Lin et al., 2024): activation-aware per-input-channel scales ``s = mean|X|^alpha``,
+    alpha searched on a grid of ``n_grid`` points, weight-only."""
+
+    weights: str | None = "int4"
+    group_size: int | None = 128
+    n_grid: int = 20
+
+    method_module: ClassVar[str] = "qlab.quantize.awq"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self.n_grid, "n_grid")
+
+
+@dataclass(frozen=True)
+class GPTQConfig(QuantConfig):
+    """GPTQ (Frantar et al., 2023): column-by-column rounding with Hessian-based error compensation
+    (``H = 2 X X^T + damp * mean(diag H) * I``), in blocks of ``block_size`` columns, optionally in
+    order of decreasing ``diag(H)`` (``act_order``), weight-only."""
+
+    weights: str | None = "int4"
+    group_size: int | None = 128
+    act_order: bool = False
+    damp: float = 0.01
+    block_size: int = 128
+
+    method_module: ClassVar[str] = "qlab.quantize.gptq"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.act_order, bool):
+            raise ValueError(f"act_order must be True or False, got {self.act_order!r}")
+        _positive(self.damp, "damp", float)
+        _positive(self.block_size, "block_size")
+
+
+__all__ = ["LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig"]

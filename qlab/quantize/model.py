@@ -1,0 +1,240 @@
+"""Weight-only quantization of a whole model, simulated in float32 ("fake quantization").
+
+``quantize_model(m, recipe)`` replaces every selected weight ``w`` by ``decode(encode(w))`` with a
+format from :mod:`qlab.formats`, in place, and reports per tensor the format asked for and the
+one used (llama.cpp's row-length fallback, see :mod:`qlab.quantize.recipes`), the exact storage in
+bytes (``Encoded.nbytes``: codes, scales and metadata) and the error (SQNR, MSE, max |error|).
+
+The model then runs in float32 exactly as before, only its weights sit on the format's grid: the
+accuracy measured is the format's, the speed and memory are not (that needs a real kernel, e.g.
+llama.cpp via :mod:`qlab.backends.llamacpp`). Activations are not quantized.
+
+Sizes count every parameter: quantized weights at their encoded size, everything else (norms,
+biases, weights kept by the recipe) as float32 -- llama.cpp's convention for "bits per weight".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import formats
+from ._table import format_table
+from .recipes import KEEP, Choice, Target, resolve_recipe, spec, targets, torch_module
+
+
+@dataclass
+class LayerReport:
+    """One weight tensor after ``quantize_model``."""
+
+    name: str
+    shape: tuple[int, ...]
+    params: int
+    requested: str
+    used: str
+    reason: str
+    nbytes: int
+    sqnr_db: float
+    mse: float
+    max_abs_err: float
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.nbytes / self.params if self.params else float("nan")
+
+    @property
+    def fell_back(self) -> bool:
+        """True when the format used is not the one the recipe asked for (row-length fallback)."""
+        return self.used != self.requested
+
+
+@dataclass
+class QuantReport:
+    """What ``quantize_model`` did: per-tensor rows plus whole-model sizes."""
+
+    layers: list[LayerReport]
+    other_params: int = 0  # parameters outside the recipe's reach (norms, biases): float32
+    recipe: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.layers) + self.other_params
+
+    @property
+    def total_bytes(self) -> int:
+        """Model bytes: encoded weights + float32 for everything else."""
+        return sum(r.nbytes for r in self.layers) + 4 * self.other_params
+
+    @property
+    def fp32_bytes(self) -> int:
+        return 4 * self.total_params
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Bits per parameter over the whole model (llama.cpp's "BPW")."""
+        return 8.0 * self.total_bytes / self.total_params if self.total_params else float("nan")
+
+    @property
+    def fallbacks(self) -> list[LayerReport]:
+        return [r for r in self.layers if r.fell_back]
+
+    def by_format(self) -> dict[str, dict[str, int]]:
+        """Tensors, parameters and bytes per format used."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.layers:
+            d = out.setdefault(r.used, {"tensors": 0, "params": 0, "nbytes": 0})
+            d["tensors"] += 1
+            d["params"] += r.params
+            d["nbytes"] += r.nbytes
+        return out
+
+    def summary(self) -> str:
+        mix = ", ".join(f"{k} x{v['tensors']}" for k, v in self.by_format().items())
+        fb = f"; {len(self.fallbacks)} tensor(s) fell back" if self.fallbacks else ""
+        return (
+            f"{self.recipe or 'recipe'}: {self.total_bytes / 1e6:.2f} MB "
+            f"({self.bits_per_weight:.3f} bits/weight, fp32 {self.fp32_bytes / 1e6:.2f} MB) [{mix}]{fb}"
+        )
+
+    def table(self, max_rows: int | None = None) -> str:
+        """Per-tensor table (name, shape, requested -> used, bits/weight, KB, SQNR, reason)."""
+        rows = [
+            {**asdict(r), "shape": "x".join(map(str, r.shape)), "bpw": r.bits_per_weight, "kb": r.nbytes / 1e3}
+            for r in self.layers[:max_rows]
+        ]
+        cols = [
+            ("name", "tensor", None), ("shape", "shape", None), ("requested", "requested", None),
+            ("used", "used", None), ("bpw", "bits/w", ".3f"), ("kb", "KB", ".1f"),
+            ("sqnr_db", "SQNR dB", ".2f"), ("reason", "note", None),
+        ]  # fmt: skip
+        more = len(self.layers) - len(rows)
+        tail = f"\n... {more} more tensor(s)" if more > 0 else ""
+        return format_table(rows, cols) + tail + "\n" + self.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "total_bytes": self.total_bytes,
+            "fp32_bytes": self.fp32_bytes,
+            "total_params": self.total_params,
+            "bits_per_weight": self.bits_per_weight,
+            "other_params": self.other_params,
+            "layers": [{**asdict(r), "shape": list(r.shape), "aliases": list(r.aliases)} for r in self.layers],
+        }
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class WeightSnapshot:
+    """Copies of a model's weight targets, to quantize from repeatedly and to restore.
+
+    Sweeps quantize the same model with many formats; quantizing from the snapshot (never from
+    already-quantized weights) avoids reloading the model between formats. The snapshot
+    remembers which weights ``quantize_model(..., source=snapshot)`` overwrote (``dirty``), so
+    that a later recipe only has to copy those back where it keeps the float weight.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.weights = {t.name: t.weight.detach().clone() for t in targets(model)}
+        self.dirty: set[str] = set()
+
+    def restore(self, model: Any, names: Iterable[str] | None = None) -> None:
+        """Put the original weights back (in place): all of them, or those of ``names``."""
+        keep = None if names is None else set(names)
+        with torch.no_grad():
+            for t in targets(model):
+                if keep is None or t.name in keep:
+                    t.weight.copy_(self.weights[t.name])
+                    self.dirty.discard(t.name)
+
+
+def _stats(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """SQNR (dB), MSE, max |error| (definitions of :mod:`qlab.analysis.error`).
+
+    ``y - x`` is taken in float32 (exact whenever y is within a factor 2 of x, Sterbenz) and the
+    sums accumulate in float64 without a float64 copy of the tensor (``einsum`` buffers).
+    """
+    if x.size == 0:
+        return float("inf"), 0.0, 0.0
+    e = (y - x).ravel()
+    noise = float(np.einsum("i,i->", e, e, dtype=np.float64))
+    signal = float(np.einsum("i,i->", x.ravel(), x.ravel(), dtype=np.float64))
+    sqnr = float("inf") if noise == 0 else float("-inf") if signal == 0 else 10 * np.log10(signal / noise)
+    return float(sqnr), noise / e.size, float(np.max(np.abs(e)))
+
+
+def _apply(t: Target, choice: Choice, source: torch.Tensor | None) -> LayerReport:
+    x = formats.base.as_float32(t.weight.detach() if source is None else source).reshape(t.shape[0], -1)
+    if choice.used == KEEP:
+        y, nbytes = x, 4 * x.size
+    else:
+        fmt = formats.get(choice.used)
+        enc = fmt.encode(x, **choice.used.options)
+        y, nbytes = fmt.decode(enc), enc.nbytes
+    # statistics first: ``x`` may share memory with the weight that is overwritten next
+    sqnr, mse, mx = _stats(x, y) if y is not x else (float("inf"), 0.0, 0.0)
+    if y is not x or source is not None:  # a kept weight without a source is left untouched
+        with torch.no_grad():
+            t.weight.copy_(torch.from_numpy(y).reshape(t.shape))
+    return LayerReport(
+        t.name, t.shape, t.numel, choice.requested.label(), choice.used.label(), choice.reason,
+        int(nbytes), sqnr, mse, mx, t.aliases,
+    )  # fmt: skip
+
+
+def quantize_model(
+    model: Any,
+    recipe: Any,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    *,
+    source: WeightSnapshot | None = None,
+    progress: bool = False,
+) -> QuantReport:
+    """Quantize ``model``'s Linear / Embedding / Conv weights in place; return a :class:`QuantReport`.
+
+    ``recipe``: a format name (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns to
+    formats, or a llama.cpp mix (``"q4_k_m"``); see :mod:`qlab.quantize.recipes`. ``include`` /
+    ``exclude``: fnmatch patterns selecting weights (others stay float32). Tied weights (SmolLM2's
+    ``lm_head`` is ``embed_tokens``) are quantized once, with the embedding's format. ``source``:
+    a :class:`WeightSnapshot` to quantize from instead of the current weights (sweeps); weights
+    the recipe keeps are reset to the snapshot where it had overwritten them.
+
+    >>> m = qlab.models.load("smollm2-135m")                    # doctest: +SKIP
+    >>> print(qlab.quantize_model(m, "q4_k_m").summary())       # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    mod = torch_module(model)
+    choices = resolve_recipe(mod, recipe, include, exclude)
+    tg = targets(mod)
+    layers = []
+    for t in tqdm(tg, desc="quantizing", disable=not progress, leave=False):
+        c = choices[t.name]
+        if source is None or (c.used == KEEP and t.name not in source.dirty):
+            layers.append(_apply(t, c, None))  # quantize the current weight / leave it as it is
+        else:
+            layers.append(_apply(t, c, source.weights[t.name]))
+            (source.dirty.discard if c.used == KEEP else source.dirty.add)(t.name)
+    covered = {id(t.weight) for t in tg}
+    other = sum(p.numel() for p in mod.parameters() if id(p) not in covered)
+    return QuantReport(layers, other, recipe_label(recipe))
+
+
+def recipe_label(recipe: Any) -> str:
+    """A short name for a recipe (tables, cache keys are built from ``recipe_key``)."""
+    if isinstance(recipe, str):
+        return recipe
+    if isinstance(recipe, Mapping):
+        return "custom recipe"
+    return spec(recipe).label()
+
+
+__all__ = ["quantize_model", "QuantReport", "LayerReport", "WeightSnapshot"]

@@ -1,0 +1,116 @@
+"""Recipes against llama.cpp itself: the per-tensor types ``llama_model_quantize`` picks (dry run of
+the llama.cpp bundled with llama-cpp-python, on the SmolLM2 GGUF) must equal ``resolve_recipe``'s."""
+# ruff: noqa: F811  (test arguments named after the imported fixtures)
+
+from __future__ import annotations
+
+import ctypes
+import re
+
+import pytest
+
+from qlab.quantize import quantize_model, recipes
+from qlab.quantize.recipes import Spec, resolve_recipe
+from tests.quantize._fixtures import single_thread, smol  # noqa: F401  (pytest fixtures)
+
+_LINE = re.compile(r"\]\s+(\S+)\s+- \[[^\]]*\], type =\s+(\w+),[^(\n]*(?:\((\w+)\))?")
+
+
+def llama_cpp_types(gguf_path, ftype: str) -> dict[str, str]:
+    """{tensor name: target type} from llama.cpp's own quantizer (dry run: nothing is written)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from llama_cpp import _logger
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level, text, user_data):
+        lines.append(text.decode(errors="replace"))
+
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}")
+    p.allow_requantize = True  # the published file is Q4_1 already
+    p.dry_run = True
+    p.nthread = 1
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        rc = llama_cpp.llama_model_quantize(str(gguf_path).encode(), b"unused.gguf", ctypes.byref(p))
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    assert rc == 0
+    out = {}
+    for m in _LINE.finditer("".join(lines)):
+        name, old, new = m.groups()
+        out[name] = (new or old).lower()
+    assert len(out) > 200, "could not parse llama.cpp's dry-run log"
+    return out
+
+
+MIXES = ["q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q3_k_s", "q3_k_m", "q3_k_l", "q2_k", "q6_k",
+         "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0"]  # fmt: skip
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_mix_matches_llama_cpp(smol, mix):
+    ref = llama_cpp_types(smol.source, mix)
+    got = resolve_recipe(smol, f"llama:{mix}")
+    for name, choice in got.items():
+        g = recipes.gguf_name(name)
+        used = {"fp16": "f16"}.get(choice.used, choice.used)
+        assert ref[g] == used, f"{mix}: {name} ({g}) llama.cpp {ref[g]}, qlab {used} ({choice.reason})"
+    assert sorted(recipes.gguf_name(n) for n in got) == sorted(k for k in ref if not k.endswith("norm.weight"))
+
+
+def test_fallback_reported_for_576_wide_rows(smol):
+    got = resolve_recipe(smol, "q4_k")
+    assert len(got) == 211  # 30 blocks x 7 + the embedding, which lm_head shares (counted once)
+    for name, (req, used, reason) in got.items():
+        assert req == "q4_k"
+        if name.endswith("down_proj"):  # rows of 1536 = 6 super-blocks
+            assert used == "q4_k" and reason == ""
+        else:  # rows of 576 = 2.25 super-blocks: llama.cpp's tensor_type_fallback
+            assert used == "q5_0" and "576" in reason and "q5_0" in reason, (name, reason)
+    assert "tied with lm_head" in got["model.embed_tokens"].reason
+    # the report of the quantized model carries the same rows (one block is enough to check)
+    rep = quantize_model(smol, "q4_k", include="model.layers.0.*")
+    fell = {r.name: r.used for r in rep.fallbacks}
+    assert fell == {f"model.layers.0.{n}": "q5_0" for n in ("self_attn.q_proj", "self_attn.k_proj",
+                    "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj")}  # fmt: skip
+
+
+def test_mapping_first_match_wins_include_exclude(smol):
+    rec = {"*attn_v*": "q8_0", "blk.0.*": ("int4", {"granularity": "group", "group_size": 64}), "*mlp*": "nf4"}
+    got = resolve_recipe(smol, rec, exclude="*layers.29.*")
+    assert got["model.layers.0.self_attn.v_proj"].used == "q8_0"  # GGUF name matched, first pattern wins
+    q0 = got["model.layers.0.self_attn.q_proj"].used
+    assert q0 == "int4" and q0.options == {"granularity": "group", "group_size": 64}
+    assert got["model.layers.3.mlp.up_proj"].used == "nf4"
+    assert got["model.layers.3.self_attn.q_proj"] == ("f32", "f32", "no recipe pattern matches")
+    assert got["model.layers.29.mlp.up_proj"].used == "f32" and got["model.layers.29.mlp.up_proj"].reason == "excluded"
+    only = resolve_recipe(smol, "q8_0", include=["lm_head"])  # an alias selects the shared tensor
+    assert [n for n, c in only.items() if c.used != "f32"] == ["model.embed_tokens"]
+
+
+def test_non_ggml_fallback_and_bad_values(smol):
+    got = resolve_recipe(smol, ("int4", {"granularity": "group", "group_size": 128}))
+    c = got["model.layers.0.self_attn.q_proj"]  # 576 = 4.5 groups of 128: no llama.cpp rule, f16
+    assert c.used == "fp16" and "576" in c.reason and "fp16" in c.reason
+    assert got["model.layers.0.mlp.down_proj"].used == "int4"  # 1536 = 12 groups
+    with pytest.raises(ValueError, match="unknown format"):
+        resolve_recipe(smol, "q9_9")
+    with pytest.raises(ValueError, match="group_size"):
+        resolve_recipe(smol, {"*": ("int4", {"group_size": 0, "granularity": "group"})})
+    with pytest.raises(ValueError, match="mix"):
+        recipes.get("q7_k_x", smol)
+    assert recipes.spec("f16") == "fp16" and recipes.spec(None) == "f32"
+    assert repr(Spec("int4", {"group_size": 64})) == "int4(group_size=64)"
+
+
+def test_named_mix_as_editable_recipe(smol):
+    mix = recipes.get("q4_k_m", smol)
+    assert mix["model.layers.0.self_attn.v_proj"] == "q6_k"  # use_more_bits layer, before the fallback
+    assert mix["model.layers.3.self_attn.v_proj"] == "q4_k"
+    assert mix["model.embed_tokens"] == "q8_0"  # tied output, 576 % 256 != 0
+    assert {k: v.used for k, v in resolve_recipe(smol, mix).items()} == {
+        k: v.used for k, v in resolve_recipe(smol, "q4_k_m").items()
+    }

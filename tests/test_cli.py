@@ -1,0 +1,30 @@
+"""The qlab command end to end, with tiny windows."""
+
+from __future__ import annotations
+
+import json
+
+from qlab.cli import main
+from tests.quantize._fixtures import single_thread  # noqa: F401  (fixture)
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    out, js = tmp_path / "pareto.png", tmp_path / "rows.json"
+    rc = main(["compare", "--model", "smollm2-135m", "--formats", "q8_0,q4_0", "--windows", "1", "--window", "32",
+               "--out", str(out), "--cache-dir", str(tmp_path), "--json", str(js)])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    head = next(line for line in text.splitlines() if line.startswith("format"))
+    assert all(c in head for c in ("bits/weight", "MB", "perplexity", "KL", "top-1"))
+    assert "q8_0" in text and "q4_0" in text and "f32 (reference)" in text
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["format"] for r in rows] == ["f32 (reference)", "q8_0", "q4_0"]
+    assert rows[1]["bits_per_weight"] < 8.6 and rows[2]["bits_per_weight"] < 4.6
+
+
+def test_errors_and_quantize(capsys):
+    assert main(["compare", "--formats", "q9_9", "--windows", "1", "--window", "8", "--out", "", "--no-cache"]) == 2
+    assert "unknown format" in capsys.readouterr().err
+    assert main(["quantize", "--model", "digits-cnn", "--recipe", "int8"]) == 0
+    assert "int8" in capsys.readouterr().out
