@@ -1,0 +1,38 @@
+"""llama.cpp as a real backend: GGUF export with qlab's encoders, evaluation inside llama.cpp.
+
+>>> m = qlab.models.load("smollm2-135m")                                   # doctest: +SKIP
+>>> rep = export_gguf(m, "smollm2-q4_k_m.gguf", "q4_k_m")                  # doctest: +SKIP
+>>> perplexity("smollm2-q4_k_m.gguf", text, window=512, windows=16)        # doctest: +SKIP
+>>> compare("smollm2-q4_k_m.gguf", qlab.eval.reference(m))                 # doctest: +SKIP
+
+* :func:`export_gguf` -- the model as a GGUF file (same recipes as ``qlab.quantize_model``),
+  tokenizer and metadata copied from the GGUF it was loaded from;
+* :func:`perplexity`, :func:`window_logits`, :func:`compare` -- qlab's perplexity protocol and
+  KL / top-1 agreement, computed by llama.cpp (llama-cpp-python);
+* :func:`llama_quantize` -- llama.cpp's own quantizer, the reference for qlab's files.
+
+``llama_cpp`` is imported lazily, so this package imports without llama-cpp-python installed.
+"""
+
+from .export import ExportReport, TensorRow, export_gguf, gguf_name_map, permute_qk, unpermute_qk
+from .recipe import FTYPES, TensorChoice, file_type, ggml_type, resolve_types
+from .run import compare, llama_quantize, perplexity, tokenize, window_logits
+
+__all__ = [
+    "export_gguf",
+    "ExportReport",
+    "TensorRow",
+    "gguf_name_map",
+    "permute_qk",
+    "unpermute_qk",
+    "resolve_types",
+    "ggml_type",
+    "file_type",
+    "FTYPES",
+    "TensorChoice",
+    "perplexity",
+    "compare",
+    "window_logits",
+    "tokenize",
+    "llama_quantize",
+]

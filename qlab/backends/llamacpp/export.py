@@ -1,0 +1,315 @@
+"""Write a (quantized) LLaMA-family model as a GGUF file that llama.cpp loads, with qlab's encoders.
+
+Every GGML tensor is produced by ``qlab.formats.get(type).encode(w).to_bytes()`` -- qlab's own,
+byte-exact implementation of ggml-quants.c -- and written with gguf-py's ``GGUFWriter``; which
+type each weight gets is decided by ``qlab.quantize``'s recipe resolver (see :mod:`.recipe`).
+The tokenizer and model metadata (every key/value pair) are copied from the GGUF the model was
+loaded from (``m.source``), so the file is the same model, re-quantized. The tests check the
+result against llama.cpp's own quantizer byte for byte (Q8_0, Q4_0 and the Q4_K_M mix).
+
+Two conventions differ between transformers and llama.cpp, and are undone here:
+
+* **names**: HF ``model.layers.N.self_attn.q_proj.weight`` is GGUF ``blk.N.attn_q.weight``
+  (gguf-py's ``TensorNameMap``, the table transformers uses in reverse when it loads a GGUF).
+* **Q/K rows**: llama.cpp's converter (``convert_hf_to_gguf.py``, ``LlamaModel.permute``) reorders
+  the rows of ``attn_q``/``attn_k`` inside every head from HF's "rotate half" RoPE layout to
+  GGML's interleaved pairs; transformers un-permutes on load (``LlamaTensorProcessor``). We
+  re-apply the permutation. It only moves whole rows, and GGML blocks run along a row, so
+  ``encode(permute(w))`` holds exactly the blocks of ``permute(encode(w))``: the exported weights
+  are bit-identical to qlab's simulated quantization of the HF model.
+
+Norm weights stay float32 (llama.cpp never quantizes 1-D tensors). With tied embeddings
+(SmolLM2) there is no ``output.weight``: llama.cpp reuses ``token_embd.weight`` as the output
+matrix, exactly as transformers ties ``lm_head`` to ``embed_tokens``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...formats import get as get_format
+from ...formats.specs import GGML_TYPES
+from .recipe import TensorChoice, file_type, resolve_types
+
+__all__ = ["ExportReport", "TensorRow", "export_gguf", "gguf_name_map", "permute_qk", "unpermute_qk"]
+
+_SKIP_KEYS = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment"}
+_SUPPORTED_ARCHS = ("llama",)
+
+
+@dataclass
+class TensorRow:
+    """One tensor of the exported file."""
+
+    gguf_name: str
+    hf_name: str
+    shape: tuple[int, ...]
+    requested: str
+    used: str
+    reason: str
+    nbytes: int
+    fallback: bool = False
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_gguf` wrote: per-tensor types and bytes, fallbacks, file size, time."""
+
+    path: Path
+    recipe: Any
+    rows: list[TensorRow] = field(default_factory=list)
+    file_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(r.nbytes for r in self.rows)
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(np.prod(r.shape)) for r in self.rows)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Tensor bytes over all parameters (norms and embeddings included)."""
+        return 8.0 * self.tensor_bytes / self.n_params
+
+    @property
+    def fallbacks(self) -> list[TensorRow]:
+        """Tensors written with another type than requested (llama.cpp's row-length fallback)."""
+        return [r for r in self.rows if r.fallback]
+
+    def types(self) -> dict[str, int]:
+        """Number of tensors per written type."""
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.used] = out.get(r.used, 0) + 1
+        return out
+
+    def table(self) -> str:
+        lines = [f"{'tensor':<28} {'shape':>13} {'requested':>9} {'used':>7} {'bytes':>10}  note"]
+        for r in self.rows:
+            shape = "x".join(map(str, r.shape))
+            lines.append(f"{r.gguf_name:<28} {shape:>13} {r.requested:>9} {r.used:>7} {r.nbytes:>10}  {r.reason}")
+        lines.append(
+            f"{len(self.rows)} tensors, {self.tensor_bytes / 1e6:.2f} MB of tensor data "
+            f"({self.bits_per_weight:.3f} bits/weight), file {self.file_bytes / 1e6:.2f} MB, "
+            f"{len(self.fallbacks)} fallback(s), {self.seconds:.1f} s"
+        )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "recipe": self.recipe,
+            "rows": [asdict(r) for r in self.rows],
+            "tensor_bytes": self.tensor_bytes,
+            "file_bytes": self.file_bytes,
+            "bits_per_weight": self.bits_per_weight,
+            "seconds": self.seconds,
+        }
+
+
+# -- layout conventions --------------------------------------------------------------------------
+def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF row order -> llama.cpp row order of a Q or K projection (``n_head`` = its head count).
+
+    Within each head HF stores the rows as ``[first halves | second halves]`` of the rotary pairs;
+    GGML wants the pairs interleaved. View the rows as (head, half, i) and swap to (head, i, half).
+    """
+    rows = w.shape[0]
+    if rows % (2 * n_head):
+        raise ValueError(f"{rows} rows cannot be split into {n_head} heads of rotary pairs")
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of :func:`permute_qk` (what transformers applies when it loads a GGUF)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_name_map(hf_names: Iterable[str], arch: str, n_layers: int) -> dict[str, str]:
+    """``{HF parameter name: GGUF tensor name}`` through gguf-py's ``TensorNameMap``."""
+    import gguf
+
+    arch_id = next((k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), None)
+    if arch_id is None:
+        raise ValueError(f"gguf-py does not know the architecture {arch!r}")
+    tmap = gguf.get_tensor_name_map(arch_id, n_layers)
+    out = {}
+    for name in hf_names:
+        base, dot, suffix = name.rpartition(".")
+        mapped = tmap.get_name(base) if suffix in ("weight", "bias") else None
+        if mapped is not None:
+            out[name] = f"{mapped}{dot}{suffix}"
+    return out
+
+
+# -- reading the source file -----------------------------------------------------------------
+@dataclass(frozen=True)
+class _Source:
+    """What the export needs from the source GGUF: its key/value pairs and its tensor table."""
+
+    kv: tuple[tuple[str, Any, Any, Any], ...]  # (key, value, GGUFValueType, array element type)
+    tensors: tuple[tuple[str, tuple[int, ...]], ...]  # (name, shape in torch order)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return next((v for k, v, _, _ in self.kv if k == key), default)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_source(path: str, mtime_ns: int, size: int) -> _Source:
+    """Parse the source once per process: gguf-py's ``GGUFReader`` builds a numpy view for
+    every vocabulary string (seconds for 49k tokens); exports of one model share the result."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    kv = []
+    for key, f in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        vtype = f.types[0]
+        sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        kv.append((key, f.contents(), vtype, sub))
+    tensors = tuple((t.name, tuple(int(d) for d in reversed(t.shape.tolist()))) for t in reader.tensors)
+    return _Source(tuple(kv), tensors)
+
+
+def _source(path: Path) -> _Source:
+    st = path.stat()
+    return _read_source(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def _copy_metadata(src: _Source, writer: Any) -> None:
+    """Copy every key/value pair of the source (tokenizer, hyper-parameters, chat template)."""
+    for key, value, vtype, sub in src.kv:
+        if key not in _SKIP_KEYS:
+            writer.add_key_value(key, value, vtype, sub_type=sub)
+    if src.get("general.alignment") is not None:
+        writer.add_custom_alignment(int(src.get("general.alignment")))
+
+
+def _encode(w: np.ndarray, fmt: str) -> tuple[np.ndarray, Any]:
+    """Bytes of ``w`` (1-D, or rows x cols float32) in GGML type ``fmt``, as uint8 (rows, row_bytes)."""
+    import gguf
+
+    raw_type = gguf.GGMLQuantizationType(GGML_TYPES[fmt][0])
+    if fmt == "f32":
+        data = np.ascontiguousarray(w, dtype=np.float32)
+    elif fmt in ("f16", "bf16"):  # qlab's IEEE half / bfloat16 codes, round-to-nearest-even like ggml
+        enc = get_format("fp16" if fmt == "f16" else "bf16").encode(w)
+        data = enc.parts["codes"].astype(np.uint16, copy=False)
+    else:
+        data = np.frombuffer(get_format(fmt).encode(w).to_bytes(), dtype=np.uint8)
+    raw = data.view(np.uint8)  # gguf-py turns the byte shape back into the element shape
+    return (raw.reshape(w.shape[0], -1) if w.ndim == 2 else raw.reshape(-1)), raw_type
+
+
+def export_gguf(
+    m: Any,
+    path: str | Path,
+    recipe: Any = "f32",
+    *,
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    source: str | Path | None = None,
+    ftype: int | None = None,
+) -> ExportReport:
+    """Write ``m`` (from :func:`qlab.models.load`) as a GGUF file; return an :class:`ExportReport`.
+
+    ``recipe``, ``include``, ``exclude``: as in :func:`qlab.quantize_model` (same resolver) -- a
+    format name, ``{fnmatch pattern: format}`` (unmatched weights stay float32) or a llama.cpp mix
+    such as ``"q4_k_m"``; only formats with a GGML type can be written. Norms are always float32.
+    Rows that do not fit a type's block follow llama.cpp's fallback (per tensor in the report, and
+    a warning). The weights are encoded as they are now: export the float model, or a model
+    already quantized by ``quantize_model`` with ``recipe="f32"`` to write exactly its simulated
+    weights. ``source`` overrides ``m.source`` (the GGUF whose tokenizer/metadata are copied);
+    ``ftype`` overrides ``general.file_type`` (set for single-format and preset recipes, else left
+    for llama.cpp to guess from the tensor types).
+    """
+    import gguf
+
+    from ...quantize.recipes import torch_module
+
+    t0 = time.perf_counter()
+    model = torch_module(m)  # (LlamaForCausalLM has a ``.model`` of its own)
+    source = Path(source if source is not None else getattr(m, "source", None) or "")
+    if source.suffix != ".gguf" or not source.is_file():
+        raise ValueError(
+            f"export_gguf copies the tokenizer and metadata from the GGUF file the model was loaded "
+            f"from; {source!s} is not one (pass source=... with the original .gguf)"
+        )
+    src = _source(source)
+    arch = str(src.get("general.architecture"))
+    if arch not in _SUPPORTED_ARCHS:
+        raise ValueError(f"export_gguf supports the {_SUPPORTED_ARCHS} architectures, not {arch!r}")
+    n_layers = int(src.get(f"{arch}.block_count"))
+    n_head = int(src.get(f"{arch}.attention.head_count"))
+    n_head_kv = int(src.get(f"{arch}.attention.head_count_kv", n_head))
+
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    to_gguf = gguf_name_map(state, arch, n_layers)
+    from_gguf = {g: h for h, g in to_gguf.items()}
+    choices = resolve_types(model, recipe, include, exclude)
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    _copy_metadata(src, writer)
+    ftype = file_type(recipe) if ftype is None else ftype
+    if ftype is not None:
+        writer.add_file_type(int(ftype))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    label = recipe if recipe is None or isinstance(recipe, str) else dict(recipe)
+    writer.add_string("qlab.recipe", json.dumps(label, default=str))  # provenance; llama.cpp ignores it
+
+    report = ExportReport(Path(path), recipe)
+    for gname, shape in src.tensors:  # the source's tensor set and order
+        hf = from_gguf.get(gname)
+        if hf is None:
+            raise ValueError(f"{gname} of {source.name} has no parameter in the model (names: {arch} map)")
+        w = state[hf].to("cpu", copy=False).float().numpy()
+        if tuple(w.shape) != shape:
+            raise ValueError(f"{hf} has shape {tuple(w.shape)}, {gname} in {source.name} has {shape}")
+        module = hf.rpartition(".")[0]
+        keep = TensorChoice("f32", "f32")
+        choice = choices.get(module, keep) if w.ndim == 2 else keep
+        if ".attn_q." in gname:
+            w = permute_qk(w, n_head)
+        elif ".attn_k." in gname:
+            w = permute_qk(w, n_head_kv)
+        data, raw_type = _encode(w, choice.used)
+        writer.add_tensor(gname, data, raw_dtype=raw_type)
+        report.rows.append(
+            TensorRow(gname, hf, shape, choice.requested, choice.used, choice.reason, data.nbytes, choice.fallback)
+        )
+    missing = set(from_gguf) - {g for g, _ in src.tensors}
+    if getattr(getattr(model, "config", None), "tie_word_embeddings", False):
+        missing.discard("output.weight")  # tied: token_embd.weight is the output matrix
+    if missing:
+        raise ValueError(f"model parameters without a tensor in {source.name}: {sorted(missing)[:5]}")
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    report.file_bytes = Path(path).stat().st_size
+    report.seconds = time.perf_counter() - t0
+    if report.fallbacks:
+        names = ", ".join(f"{r.gguf_name} {r.requested}->{r.used}" for r in report.fallbacks[:4])
+        more = f" (+{len(report.fallbacks) - 4} more)" if len(report.fallbacks) > 4 else ""
+        warnings.warn(
+            f"export_gguf: {len(report.fallbacks)} tensor(s) use llama.cpp's row-length fallback: "
+            f"{names}{more}; see report.fallbacks",
+            stacklevel=2,
+        )
+    return report
+

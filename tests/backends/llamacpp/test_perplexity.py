@@ -1,0 +1,144 @@
+"""Perplexity and KL inside llama.cpp against qlab's, same text and protocol (issue 3, section 5).
+
+2 windows of 512 tokens of WikiText-2 here (the full protocol, 16 x 512, is in the closing note:
+qlab fp32 36.6350 vs llama.cpp F32 36.6345; Q8_0 36.739 vs 36.891; Q4_0 51.337 vs 51.546).
+
+Why the quantized numbers are close but not identical
+----------------------------------------------------
+The exported weights are bit-identical to ``quantize_model``'s (``test_export``), yet llama.cpp
+does not multiply them with float32 activations: its CPU kernels for a Q4_0 / Q8_0 weight first
+quantize every activation row to **Q8_0** (blocks of 32 values, an fp16 scale, int8 codes:
+``vec_dot_type`` in ggml-cpu), for K-quants to **Q8_K** (blocks of 256), and take the dot product
+in integers. So every input of every linear layer -- the tied output matrix included -- is
+rounded to ~8 bits, an error a weight-only simulation does not make. Everything else agrees: with
+F32 weights (no activation rounding in llama.cpp) KL to qlab's float32 run is ~1e-6 nats.
+``test_activation_rounding_explains_the_residual`` shows it: rounding the inputs of every
+``nn.Linear`` to Q8_0 in the simulated Q8_0 model reproduces llama.cpp's KL to the float32
+reference and its top-1 agreement, where weight-only simulation has a third of that KL. The
+token-by-token rounding is not reproduced bit for bit (ggml's SIMD quantizer multiplies by
+127/amax and rounds half to even, the reference divides and rounds half away; this model's
+massive activations amplify such flips), so perplexities of the two differ by a few 0.1 %.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from qlab.backends.llamacpp import compare, perplexity, tokenize
+from qlab.formats import get
+
+from .conftest import WINDOW, WINDOWS, hf_tokens, simulate
+
+pytestmark = pytest.mark.slow
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / b
+
+
+class _RoundInputsQ8_0:
+    """Forward pre-hooks rounding the input of every ``nn.Linear`` to Q8_0, as ggml's CPU matmul does."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.handles = model, []
+
+    def __enter__(self) -> None:
+        q8 = get("q8_0")
+
+        def hook(_mod: Any, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            return (torch.from_numpy(q8.decode(q8.encode(args[0]))), *args[1:])
+
+        self.handles = [m.register_forward_pre_hook(hook) for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@pytest.fixture(scope="module")
+def ref(smollm2: Any, wikitext: str) -> Any:
+    """qlab's float32 run (``qlab.eval.reference``): tokens, log-probabilities, perplexity."""
+    from qlab.eval import reference
+
+    return reference(smollm2, wikitext, window=WINDOW, windows=WINDOWS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def simulated(smollm2: Any, ref: Any) -> Any:
+    """``(fmt, round_inputs)`` -> ``qlab.eval.compare`` of ``quantize_model(fmt)`` against ``ref``."""
+    from qlab.eval import compare as qlab_compare
+
+    models: dict[str, Any] = {}
+    cache: dict[tuple[str, bool], dict[str, float]] = {}
+
+    def get_result(fmt: str, round_inputs: bool = False) -> dict[str, float]:
+        if (fmt, round_inputs) not in cache:
+            m = models.setdefault(fmt, smollm2 if fmt == "f32" else simulate(smollm2, fmt))
+            if round_inputs:
+                with _RoundInputsQ8_0(m.model):
+                    cache[fmt, True] = qlab_compare(m, ref, progress=False)
+            else:
+                cache[fmt, False] = qlab_compare(m, ref, progress=False)
+        return cache[fmt, round_inputs]
+
+    return get_result
+
+
+@pytest.fixture(scope="module")
+def in_llama(llama_cpp: Any, exported: Any, ref: Any) -> Any:
+    """``fmt`` -> llama.cpp's :func:`compare` of qlab's exported file against ``ref``."""
+    cache: dict[str, dict[str, float]] = {}
+
+    def get_result(fmt: str) -> dict[str, float]:
+        if fmt not in cache:
+            cache[fmt] = compare(exported(fmt)[0], ref)
+        return cache[fmt]
+
+    return get_result
+
+
+def test_llama_cpp_tokenizer_matches_transformers(llama_cpp: Any, exported: Any, smollm2: Any, wikitext: str) -> None:
+    """Both sides score the same tokens: llama.cpp's tokenizer (built from the GGUF metadata qlab
+    copied) gives transformers' ids on the first 16 x 512 WikiText-2 tokens."""
+    path, _ = exported("f32")
+    n = 16 * 512
+    ours = tokenize(path, wikitext[: 8 * n])[:n]
+    np.testing.assert_array_equal(np.asarray(ours), hf_tokens(smollm2, wikitext, n))
+
+
+def test_f32_perplexity_matches_qlab(exported: Any, ref: Any, in_llama: Any, wikitext: str) -> None:
+    path, rep = exported("f32")
+    assert rep.types() == {"f32": 272}
+    theirs = perplexity(path, wikitext, window=WINDOW, windows=WINDOWS)  # llama.cpp's own tokens
+    assert 5 < ref.perplexity < 500
+    assert _rel(theirs, ref.perplexity) < 0.005, (ref.perplexity, theirs)
+    r = in_llama("f32")
+    assert r["n_tokens"] == WINDOWS * (WINDOW - 1) and r["kl_mean"] < 1e-4 and r["top1_agreement"] > 0.99
+    with pytest.raises(ValueError, match="need"):
+        perplexity(path, wikitext[:2000], window=WINDOW, windows=WINDOWS)
+    with pytest.raises(ValueError, match="window >= 2"):
+        perplexity(path, wikitext, window=1)
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])
+def test_quantized_perplexity_matches_simulation(fmt: str, exported: Any, simulated: Any, ref: Any, wikitext: str) -> None:
+    """A Q8_0 / Q4_0 file written by qlab has, in llama.cpp, the perplexity of qlab's
+    ``quantize_model`` with the same recipe, within 1 %."""
+    sim = simulated(fmt)["perplexity"]
+    theirs = perplexity(exported(fmt)[0], wikitext, window=WINDOW, windows=WINDOWS)
+    assert _rel(theirs, sim) < 0.01, (fmt, sim, theirs)
+    assert sim > ref.perplexity  # quantization costs something
+
+
+def test_activation_rounding_explains_the_residual(simulated: Any, in_llama: Any) -> None:
+    weight_only, both, theirs = simulated("q8_0"), simulated("q8_0", True), in_llama("q8_0")
+    assert _rel(theirs["kl_mean"], both["kl_mean"]) < 0.1, (weight_only, both, theirs)
+    assert weight_only["kl_mean"] < 0.5 * theirs["kl_mean"]
+    assert abs(theirs["top1_agreement"] - both["top1_agreement"]) < 0.005
+    assert theirs["top1_agreement"] < weight_only["top1_agreement"]
+    # the float32 model alone: rounding its inputs costs far more than llama.cpp's F32 path differs
+    assert simulated("f32", True)["kl_mean"] > 100 * in_llama("f32")["kl_mean"]
