@@ -7,7 +7,7 @@
 >>> qlab.quantize_(d, qlab.PTQConfig(weights="int8", activations="int8"), calibration=batches)  # doctest: +SKIP
 """
 
-from . import recipes
+from . import calibration, recipes
 from .api import PipelineReport, quantize_, register_method
 from .configs import (
     AWQConfig,
@@ -23,7 +23,7 @@ from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
 from .recipes import resolve_recipe
 
 __all__ = [
-    "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "recipes", "resolve_recipe",
+    "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "calibration", "recipes", "resolve_recipe",
     "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
     "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig",
 ]
