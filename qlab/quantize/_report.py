@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._table import format_table
+from ._table import ModelSizes, format_table
 
 
 @dataclass
@@ -42,7 +42,7 @@ class LayerQuant:
 
 
 @dataclass
-class PipelineReport:
+class PipelineReport(ModelSizes):
     """Per-layer rows plus whole-model sizes (other parameters -- biases, norms, embeddings -- as float32)."""
 
     method: str
@@ -51,22 +51,6 @@ class PipelineReport:
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def total_params(self) -> int:
-        return sum(r.params for r in self.layers) + self.other_params
-
-    @property
-    def total_bytes(self) -> int:
-        """Model bytes: encoded weights + float32 for every other parameter."""
-        return sum(r.nbytes for r in self.layers) + 4 * self.other_params
-
-    @property
-    def fp32_bytes(self) -> int:
-        return 4 * self.total_params
-
-    @property
-    def bits_per_weight(self) -> float:
-        return 8.0 * self.total_bytes / self.total_params if self.total_params else float("nan")
 
     def layer(self, name: str) -> LayerQuant:
         for r in self.layers:

@@ -31,3 +31,29 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
         return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(vals, widths, numeric, strict=True)).rstrip()
 
     return "\n".join([line(heads), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+
+
+class ModelSizes:
+    """Whole-model size arithmetic shared by the reports: ``layers`` (rows with ``params`` and
+    ``nbytes``) plus ``other_params`` kept as float32 (norms, biases), llama.cpp's BPW convention."""
+
+    layers: Sequence[Any]
+    other_params: int
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.layers) + self.other_params
+
+    @property
+    def total_bytes(self) -> int:
+        """Model bytes: encoded weights + float32 for every other parameter."""
+        return sum(r.nbytes for r in self.layers) + 4 * self.other_params
+
+    @property
+    def fp32_bytes(self) -> int:
+        return 4 * self.total_params
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Bits per parameter over the whole model (llama.cpp's "BPW")."""
+        return 8.0 * self.total_bytes / self.total_params if self.total_params else float("nan")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .. import formats
-from ._table import format_table
+from ._table import ModelSizes, format_table
 from .recipes import KEEP, Choice, Target, resolve_recipe, spec, targets, torch_module
 
 
@@ -54,7 +54,7 @@ class LayerReport:
 
 
 @dataclass
-class QuantReport:
+class QuantReport(ModelSizes):
     """What ``quantize_model`` did: per-tensor rows plus whole-model sizes."""
 
     layers: list[LayerReport]
@@ -62,23 +62,6 @@ class QuantReport:
     recipe: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def total_params(self) -> int:
-        return sum(r.params for r in self.layers) + self.other_params
-
-    @property
-    def total_bytes(self) -> int:
-        """Model bytes: encoded weights + float32 for everything else."""
-        return sum(r.nbytes for r in self.layers) + 4 * self.other_params
-
-    @property
-    def fp32_bytes(self) -> int:
-        return 4 * self.total_params
-
-    @property
-    def bits_per_weight(self) -> float:
-        """Bits per parameter over the whole model (llama.cpp's "BPW")."""
-        return 8.0 * self.total_bytes / self.total_params if self.total_params else float("nan")
 
     @property
     def fallbacks(self) -> list[LayerReport]:
