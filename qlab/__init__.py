@@ -9,7 +9,7 @@ from .formats import roundtrip
 __version__ = "0.1.0"
 
 # these import torch/transformers: loaded on first use, so `import qlab` stays fast
-_LAZY_MODULES = ("analysis", "backends", "eval", "models", "observers", "quantize", "viz")
+_LAZY_MODULES = ("analysis", "backends", "cache", "eval", "exercises", "models", "observers", "quantize", "viz")
 _LAZY_ATTRS = {
     "quantize_model": "quantize",
     "quantize_": "quantize",
