@@ -13,7 +13,7 @@ from .classification import accuracy, predict
 from .embedding import embed, embedding_similarity, reference_embeddings, topk_overlap
 from .kl import Reference, compare, kl_divergence, reference
 from .perplexity import logits, perplexity, token_nll, token_windows
-from .text import sentences, wikitext2_test, wikitext_sentences
+from .text import calibration_text, sentences, wikitext2_test, wikitext_sentences
 
 __all__ = [
     "Reference",
@@ -32,5 +32,6 @@ __all__ = [
     "token_windows",
     "topk_overlap",
     "wikitext2_test",
+    "calibration_text",
     "wikitext_sentences",
 ]
