@@ -82,13 +82,16 @@ def calibration_text(chars: int = 200_000) -> str:
     the second half of WikiText-2 test, starting at an article heading.
 
     :func:`qlab.eval.perplexity` scores the first ``windows * window`` tokens (16 x 512 = 8,192 tokens,
-    about 36 k characters); calibration starts at character 648,185 (the first `` = `` heading
+    about 36 k characters); calibration starts at character 648,185 (the first article heading
     after the middle), far beyond anything the protocol reads. WikiText-2 train is not shipped, so
     this is the standard held-out choice when only the test split is available.
     """
     if chars <= 0:
         raise ValueError(f"chars must be positive, got {chars!r}")
     text = wikitext2_test()
-    start = text.index("\n = ", len(text) // 2) + 1
+    match = re.compile(r"\n = [^=]").search(text, len(text) // 2)  # a top-level `` = Title = `` line
+    if match is None:
+        raise ValueError("WikiText-2 test text has no article heading in its second half")
+    start = match.start() + 1
     return text[start : start + chars]
 __all__ = ["WIKITEXT2_TEST", "calibration_text", "detokenize", "sentences", "wikitext2_test", "wikitext_sentences"]
