@@ -82,7 +82,7 @@ def calibration_text(chars: int = 200_000) -> str:
     the second half of WikiText-2 test, starting at an article heading.
 
     :func:`qlab.eval.perplexity` scores the first ``windows * window`` tokens (16 x 512 = 8,192 tokens,
-    about 36 k characters); calibration starts at character 648,185 (the first article heading
+    about 36 k characters); calibration starts at character 650,597 (the first article heading
     after the middle), far beyond anything the protocol reads. WikiText-2 train is not shipped, so
     this is the standard held-out choice when only the test split is available.
     """
