@@ -6,6 +6,12 @@ quantizes the model with every format (weight-only, simulated), prints the size-
 writes the Pareto plot. Results are cached (``$QLAB_CACHE`` or ``~/.cache/qlab``), so running it
 again, or with one more format, only measures what is new.
 
+``--backend`` measures on a real runtime instead of the simulation: ``--backend llamacpp`` writes
+each format as a GGUF file with qlab's encoders and scores it inside llama.cpp (same tokens, same
+table); ``--backend torch_native|onnxruntime|bitsandbytes|all`` prints the backend table of the
+model (each runtime's own quantization schemes: bytes, accuracy, latency as a ratio to the float
+model) and writes its bar plot.
+
 ``qlab quantize --model smollm2-135m --recipe q4_k_m`` prints the per-tensor report of one recipe
 (format asked for and used, llama.cpp's fallbacks, bytes, SQNR).
 """
@@ -17,6 +23,8 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_FORMATS = "q8_0,q6_k,q5_0,q4_k,q4_0,nf4,fp8_e4m3,mxfp4,int4"
+LLAMACPP_FORMATS = "q8_0,q6_k,q5_0,q4_k,q4_0"
+RUNTIMES = ("torch_native", "onnxruntime", "bitsandbytes", "all")
 
 
 def _formats(arg: str) -> list[str]:
@@ -32,8 +40,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="size-vs-accuracy table and Pareto plot of several formats")
     c.add_argument("--model", default="smollm2-135m", help="zoo name or path (default: smollm2-135m)")
-    c.add_argument("--formats", type=_formats, default=_formats(DEFAULT_FORMATS),
+    c.add_argument("--formats", type=_formats, default=None,
                    help=f"comma-separated formats or llama.cpp mixes (default: {DEFAULT_FORMATS})")  # fmt: skip
+    c.add_argument("--backend", default="simulated", choices=("simulated", "llamacpp", *RUNTIMES),
+                   help="where to measure: qlab's simulation (default), llama.cpp, or a runtime's own schemes")
+    c.add_argument("--batch-size", type=int, default=32, help="runtime backends: batch of the timing (default 32)")
+    c.add_argument("--repeat", type=int, default=20, help="runtime backends: timed calls per model (default 20)")
     c.add_argument("--metric", default=None, help="y-axis of the Pareto plot (default: kl for LLMs)")
     c.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
     c.add_argument("--windows", type=int, default=16, help="number of windows (default 16)")
@@ -53,16 +65,28 @@ def _parser() -> argparse.ArgumentParser:
 def _compare(a: argparse.Namespace) -> int:
     import json
 
-    from .analysis.sweep import sweep
     from .models import load
 
+    if a.backend in RUNTIMES:
+        return _compare_runtimes(a)
     m = load(a.model)
-    res = sweep(
-        m, a.formats, a.metric, window=a.window, windows=a.windows, exclude=a.exclude,
-        cache=not a.no_cache, cache_path=a.cache_dir, progress=True,
-    )  # fmt: skip
     where = f", {a.windows} x {a.window} tokens of WikiText-2" if m.kind == "causal-lm" else ""
-    print(f"{m.name}: weight-only quantization, simulated{where}; KL and top-1 against the float model")
+    if a.backend == "llamacpp":
+        from .backends.llamacpp import sweep as llama_sweep
+
+        if a.exclude:
+            raise ValueError("--exclude is not supported with --backend llamacpp")
+        res = llama_sweep(m, a.formats or _formats(LLAMACPP_FORMATS), a.metric or "kl",
+                          window=a.window, windows=a.windows, progress=True)  # fmt: skip
+        print(f"{m.name}: GGUF files written by qlab, run by llama.cpp{where}; KL and top-1 against qlab's float model")
+    else:
+        from .analysis.sweep import sweep
+
+        res = sweep(
+            m, a.formats or _formats(DEFAULT_FORMATS), a.metric, window=a.window, windows=a.windows,
+            exclude=a.exclude, cache=not a.no_cache, cache_path=a.cache_dir, progress=True,
+        )  # fmt: skip
+        print(f"{m.name}: weight-only quantization, simulated{where}; KL and top-1 against the float model")
     print(res.table())
     print("pareto: * = no other format is both smaller and more accurate (by " + res.metric + ")")
     if a.out:
@@ -71,6 +95,25 @@ def _compare(a: argparse.Namespace) -> int:
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(res.to_dict(), fh, indent=1, default=float)
+    return 0
+
+
+def _compare_runtimes(a: argparse.Namespace) -> int:
+    import json
+
+    from .backends.compare import backend_table
+
+    if a.formats:
+        raise ValueError(f"--backend {a.backend} measures each runtime's own schemes; --formats applies to the "
+                         "simulated and llamacpp backends")  # fmt: skip
+    table = backend_table(a.model, a.backend, batch_size=a.batch_size, repeat=a.repeat)
+    print(table)
+    if a.out:
+        table.plot(path=a.out)
+        print(f"wrote {a.out}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"model": table.model, "metrics": table.metrics, "rows": table.rows}, fh, indent=1, default=float)
     return 0
 
 

@@ -28,3 +28,36 @@ def test_errors_and_quantize(capsys):
     assert "unknown format" in capsys.readouterr().err
     assert main(["quantize", "--model", "digits-cnn", "--recipe", "int8"]) == 0
     assert "int8" in capsys.readouterr().out
+
+
+def test_compare_in_llamacpp(tmp_path, capsys):
+    js = tmp_path / "rows.json"
+    rc = main(["compare", "--backend", "llamacpp", "--formats", "q8_0,q4_0", "--windows", "1", "--window", "64",
+               "--out", str(tmp_path / "p.png"), "--json", str(js)])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "run by llama.cpp" in text and "q4_0" in text
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["format"] for r in rows] == ["f32 (reference)", "q8_0", "q4_0"]
+    ref, q8, q4 = rows
+    # measured in llama.cpp against qlab's float model: 8-bit is close, 4-bit further away
+    assert 0 < q8["kl"] < q4["kl"] and q4["top1"] < 1.0
+    assert abs(q8["perplexity"] / ref["perplexity"] - 1) < 0.05
+    assert 8.0 < q8["bits_per_weight"] < 8.6 and q4["mb"] < q8["mb"]
+
+
+def test_compare_backend_errors(capsys):
+    assert main(["compare", "--backend", "llamacpp", "--formats", "nf4", "--windows", "1", "--window", "8"]) == 2
+    assert "llama.cpp cannot run" in capsys.readouterr().err
+    assert main(["compare", "--backend", "torch_native", "--model", "digits-cnn", "--formats", "int8"]) == 2
+    assert "own schemes" in capsys.readouterr().err
+
+
+def test_compare_runtime_backend(tmp_path, capsys):
+    out = tmp_path / "bars.png"
+    rc = main(["compare", "--backend", "torch_native", "--model", "digits-cnn", "--repeat", "2", "--batch-size", "16",
+               "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "fp32 (reference)" in text and "torch_native" in text and "x float" in text
+    assert out.read_bytes()[:4] == b"\x89PNG"

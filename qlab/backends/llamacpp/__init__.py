@@ -9,7 +9,8 @@
   tokenizer and metadata copied from the GGUF it was loaded from;
 * :func:`perplexity`, :func:`window_logits`, :func:`compare` -- qlab's perplexity protocol and
   KL / top-1 agreement, computed by llama.cpp (llama-cpp-python);
-* :func:`llama_quantize` -- llama.cpp's own quantizer, the reference for qlab's files.
+* :func:`llama_quantize` -- llama.cpp's own quantizer, the reference for qlab's files;
+* :func:`sweep` -- ``qlab.sweep``'s size-vs-accuracy table measured in llama.cpp.
 
 ``llama_cpp`` is imported lazily, so this package imports without llama-cpp-python installed.
 """
@@ -17,6 +18,7 @@
 from .export import ExportReport, TensorRow, export_gguf, gguf_name_map, permute_qk, unpermute_qk
 from .recipe import FTYPES, TensorChoice, file_type, ggml_type, resolve_types
 from .run import compare, llama_quantize, perplexity, tokenize, window_logits
+from .sweep import sweep
 
 __all__ = [
     "export_gguf",
@@ -35,4 +37,5 @@ __all__ = [
     "window_logits",
     "tokenize",
     "llama_quantize",
+    "sweep",
 ]
