@@ -3,7 +3,20 @@ per-layer sensitivity and size-vs-accuracy sweeps of whole models."""
 
 from .activations import ChannelStats, capture_activations, compare_activations, residual_outliers
 from .error import compare_formats, error_stats, formats_with_bits, sqnr_db
+from .floats import int_vs_float, linear_inputs
+from .linear import clip_sweep, db_per_bit, granularity_table, inject_outlier, linear_quantize, sqnr_vs_bits
 from .sensitivity import SensitivityResult, groups_of, layer_sensitivity
+from .size import (
+    decode_table,
+    effective_bits,
+    group_bits,
+    matmul_latency,
+    measure_bandwidth,
+    model_rows,
+    parameter_counts,
+    size_table,
+    stream_seconds,
+)  # fmt: skip
 from .sweep import SweepResult, cache_dir, sweep
 from .weights import tensor_stats, weight_stats, weight_table
 
@@ -13,4 +26,8 @@ __all__ = [
     "ChannelStats", "capture_activations", "compare_activations", "residual_outliers",
     "SensitivityResult", "groups_of", "layer_sensitivity",
     "SweepResult", "cache_dir", "sweep",
+    "parameter_counts", "effective_bits", "group_bits", "size_table", "decode_table", "stream_seconds",
+    "measure_bandwidth", "matmul_latency", "model_rows",
+    "linear_quantize", "sqnr_vs_bits", "db_per_bit", "clip_sweep", "inject_outlier", "granularity_table",
+    "linear_inputs", "int_vs_float",
 ]  # fmt: skip

@@ -1,7 +1,16 @@
 """Plots and ipywidgets panels for the lessons (matplotlib; widgets imported lazily)."""
 
+from .blocks import block_table, mix_panel, mix_state
+from .granularity import granularity_panel, granularity_state
+from .linear import linear_panel, linear_state
+from .numberline import format_facts, grid, numberline_panel, numberline_state
 from .pareto import pareto_front, plot_pareto
 from .plots import plot_error_histogram
+from .size import size_panel, size_state
 from .tour import formats_tour, tour_state
 
-__all__ = ["plot_error_histogram", "formats_tour", "tour_state", "pareto_front", "plot_pareto"]
+__all__ = [
+    "plot_error_histogram", "formats_tour", "tour_state", "pareto_front", "plot_pareto",
+    "size_panel", "size_state", "linear_panel", "linear_state", "granularity_panel", "granularity_state",
+    "numberline_panel", "numberline_state", "format_facts", "grid", "mix_panel", "mix_state", "block_table",
+]  # fmt: skip

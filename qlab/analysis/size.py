@@ -1,0 +1,144 @@
+"""Model size, bits per weight and memory traffic (lesson 01, "why quantize").
+
+Size of a model = parameters x bits per weight / 8. The bits per weight of a quantized format are
+more than its element width: every block (group, row, tensor) also stores its scale, and
+:func:`effective_bits` counts that from the format's own :class:`~qlab.formats.Layout`. Decoding
+one token of an LLM reads every weight once, so the time to *stream the weights* at a given memory
+bandwidth (:func:`stream_seconds`) bounds the tokens per second of a memory-bound decoder.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import formats
+from ..quantize.recipes import targets, torch_module
+
+
+def parameter_counts(m: Any) -> dict[str, Any]:
+    """Distinct parameters of a model (a tied embedding/output matrix counts once).
+
+    Keys: ``total``; ``weights`` (the Linear / Embedding / Conv matrices a quantizer converts);
+    ``other`` (biases, norms: usually kept in float); ``tied`` (names of modules sharing a
+    weight with another, e.g. ``lm_head``); ``float32_bytes`` (``total * 4``).
+    """
+    mod = torch_module(m)
+    seen: dict[int, int] = {}
+    for p in mod.parameters():  # parameters() already yields a shared tensor once
+        seen[id(p)] = p.numel()
+    total = sum(seen.values())
+    tg = targets(mod)
+    weights = sum(t.numel for t in tg)
+    return {
+        "total": total,
+        "weights": weights,
+        "other": total - weights,
+        "tied": [a for t in tg for a in t.aliases],
+        "float32_bytes": total * 4,
+    }
+
+
+def group_bits(element_bits: float, scale_bits: float, group_size: int, zero_bits: float = 0.0) -> float:
+    """Bits per weight of ``element_bits`` codes plus one scale (and zero-point) per ``group_size``
+    values: ``element_bits + (scale_bits + zero_bits) / group_size`` (Q4_0 = 4 + 16/32 = 4.5)."""
+    if group_size <= 0:
+        raise ValueError(f"group_size must be positive, got {group_size}")
+    return element_bits + (scale_bits + zero_bits) / group_size
+
+
+def effective_bits(fmt: str, row_length: int | None = None, n_rows: int | None = None, **options: Any) -> float:
+    """Bits per weight of ``fmt`` including every stored scale, from its :class:`Layout`.
+
+    Block parts are counted per block; ``per_row`` parts (per-channel scales) are spread over
+    ``row_length`` values and ``per_tensor`` parts over ``n_rows * row_length`` values (ignored
+    when those are not given, i.e. for a tensor so large they vanish).
+    """
+    lay = formats.get(fmt).layout(**options)
+    bits = lay.bits_per_weight
+    if row_length:
+        bits += 8.0 * sum(n for _, n in lay.per_row) / row_length
+        if n_rows:
+            bits += 8.0 * sum(n for _, n in lay.per_tensor) / (row_length * n_rows)
+    return float(bits)
+
+
+def size_table(n_params: int, schemes: dict[str, float], other_params: int = 0) -> list[dict[str, Any]]:
+    """One row per scheme ``{label: bits per weight}`` applied to ``n_params`` weights, plus
+    ``other_params`` kept in float32 (biases, norms): bytes, GB (1e9 bytes), ratio to all-fp32."""
+    rows = []
+    fp32 = (n_params + other_params) * 4.0
+    for label, bits in schemes.items():
+        nbytes = n_params * bits / 8.0 + other_params * 4.0
+        rows.append({"scheme": label, "bits_per_weight": float(bits), "bytes": nbytes,
+                     "gb": nbytes / 1e9, "vs_fp32": fp32 / nbytes})
+    return rows
+
+
+def stream_seconds(nbytes: float, gb_per_s: float) -> float:
+    """Seconds to read ``nbytes`` once at ``gb_per_s`` (1e9 bytes per second)."""
+    if gb_per_s <= 0:
+        raise ValueError(f"bandwidth must be positive, got {gb_per_s}")
+    return float(nbytes) / (gb_per_s * 1e9)
+
+
+def decode_table(model_bytes: dict[str, float], bandwidths: dict[str, float]) -> list[dict[str, Any]]:
+    """For each (scheme, memory): time to stream the weights once and the resulting upper bound on
+    tokens per second of a memory-bound decoder (one full read of the weights per token)."""
+    rows = []
+    for scheme, nbytes in model_bytes.items():
+        for mem, bw in bandwidths.items():
+            s = stream_seconds(nbytes, bw)
+            rows.append({"scheme": scheme, "memory": mem, "gb_per_s": bw, "seconds": s, "tokens_per_s": 1.0 / s})
+    return rows
+
+
+def measure_bandwidth(mbytes: int = 64, repeat: int = 5) -> float:
+    """Measured copy bandwidth of this machine in GB/s (best of ``repeat`` copies of ``mbytes`` MB;
+    a copy reads and writes, so 2 x bytes are moved). A timing: varies from run to run."""
+    a = np.ones(mbytes * 250_000, np.float32)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.nbytes / best / 1e9
+
+
+def matmul_latency(tokens: int = 16, d_in: int = 2048, d_out: int = 2048, repeat: int = 20,
+                   threads: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Median seconds of one ``Linear(d_in, d_out)`` on ``tokens`` rows: float32 (``torch.nn.Linear``)
+    vs int8 (PyTorch's dynamic-quantized ``Linear``: int8 weights, activations quantized per
+    call, fbgemm/onednn int8 GEMM). A timing: depends on the CPU and its load."""
+    from ..backends.compare import measure_latency
+
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(d_in, d_out).eval()
+    with warnings.catch_warnings():  # torch.ao's quantized tensors carry a deprecation notice
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    x = torch.randn(tokens, d_in)
+    return measure_latency({"fp32": lambda: lin(x), "int8": lambda: q(x)}, repeat=repeat, threads=threads)
+
+
+def model_rows(models: Iterable[Any], schemes: dict[str, float]) -> list[dict[str, Any]]:
+    """:func:`size_table` for each loaded model: its weight matrices take each scheme, the other
+    parameters (biases, norms) stay float32; ``model`` and ``params`` (distinct, total) added."""
+    out = []
+    for m in models:
+        c = parameter_counts(m)
+        for r in size_table(c["weights"], schemes, other_params=c["other"]):
+            out.append({"model": m.name, "params": c["total"], **r})
+    return out
+
+
+__all__ = [
+    "parameter_counts", "group_bits", "effective_bits", "size_table", "stream_seconds", "decode_table",
+    "measure_bandwidth", "matmul_latency", "model_rows",
+]  # fmt: skip
