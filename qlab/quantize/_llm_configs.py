@@ -54,30 +54,46 @@ class SmoothQuantConfig(QuantConfig):
 @dataclass(frozen=True)
 class AWQConfig(QuantConfig):
     """AWQ (Lin et al., 2024): activation-aware per-input-channel scales ``s = mean|X|^alpha``,
-    alpha searched on a grid of ``n_grid`` points, weight-only."""
+    alpha searched on a grid of ``n_grid`` points, weight-only; ``clip``: the reference's weight-range
+    search. Calibration: ``n_samples`` windows of ``seq_len`` tokens. Integer weights are asymmetric
+    (zero-point, as in the paper) unless ``weight_options`` sets ``symmetric``. ``group_size`` defaults to 32
+    (the papers use 128, which does not divide SmolLM2's 576-wide rows)."""
 
     weights: str | None = "int4"
-    group_size: int | None = 128
+    group_size: int | None = 32
     n_grid: int = 20
+    clip: bool = True
+    n_samples: int = 32
+    seq_len: int = 512
+    progress: bool = True
 
     method_module: ClassVar[str] = "qlab.quantize.awq"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive(self.n_grid, "n_grid")
+        if not isinstance(self.clip, bool):
+            raise ValueError(f"clip must be True or False, got {self.clip!r}")
+        _positive(self.n_samples, "n_samples")
+        _positive(self.seq_len, "seq_len")
 
 
 @dataclass(frozen=True)
 class GPTQConfig(QuantConfig):
     """GPTQ (Frantar et al., 2023): column-by-column rounding with Hessian-based error compensation
     (``H = 2 X X^T + damp * mean(diag H) * I``), in blocks of ``block_size`` columns, optionally in
-    order of decreasing ``diag(H)`` (``act_order``), weight-only."""
+    order of decreasing ``diag(H)`` (``act_order``), weight-only. Calibration: ``n_samples`` windows
+    of ``seq_len`` tokens. Integer weights are asymmetric (zero-point, as in the paper) unless
+    ``weight_options`` sets ``symmetric``."""
 
     weights: str | None = "int4"
-    group_size: int | None = 128
+    group_size: int | None = 32
     act_order: bool = False
     damp: float = 0.01
     block_size: int = 128
+    n_samples: int = 32
+    seq_len: int = 512
+    progress: bool = True
 
     method_module: ClassVar[str] = "qlab.quantize.gptq"
 
@@ -87,6 +103,8 @@ class GPTQConfig(QuantConfig):
             raise ValueError(f"act_order must be True or False, got {self.act_order!r}")
         _positive(self.damp, "damp", float)
         _positive(self.block_size, "block_size")
+        _positive(self.n_samples, "n_samples")
+        _positive(self.seq_len, "seq_len")
 
 
 __all__ = ["LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig"]

@@ -83,12 +83,12 @@ def test_other_configs_validate():
         (lambda: SmoothQuantConfig(observer="nope"), "unknown observer"),
         (lambda: AWQConfig(n_grid=0), "n_grid"),
         (lambda: GPTQConfig(act_order="yes"), "act_order must be True or False"),
-        (lambda: GPTQConfig(weights="q4_k"), "fixed blocks of 256"),  # default group_size=128
+        (lambda: GPTQConfig(weights="q4_k"), "fixed blocks of 256"),  # default group_size=32
     ]:
         with pytest.raises(ValueError, match=match):
             cfg()
     assert LLMInt8Config().threshold == 6.0 and SmoothQuantConfig().alpha == 0.5
-    assert AWQConfig().weight_spec().options == {"granularity": "group", "group_size": 128}
+    assert AWQConfig().weight_spec().options == {"granularity": "group", "group_size": 32}
     assert GPTQConfig(group_size=None).weight_spec().options == {}  # per channel (int4's default)
 
 

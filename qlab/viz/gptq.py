@@ -1,0 +1,119 @@
+"""Lesson 10 panels: RTN vs GPTQ vs AWQ on one real SmolLM2 layer, and the cached whole-model table.
+
+:func:`layer_errors` is the pure state function (unit-tested); :func:`layer_panel` wraps it in
+ipywidgets (bits slider, group-size dropdown). :func:`methods_rows` / :func:`methods_text` read
+``data/cache/llm_methods.json`` written by ``scripts/llm_methods.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..quantize import awq as A
+from ..quantize import gptq as G
+from ..quantize.recipes import Spec
+
+
+def int_spec(bits: int, group_size: int | None, symmetric: bool = False) -> Spec:
+    """The integer format the panel uses: asymmetric by default, groups or one scale per row."""
+    opts = {"granularity": "group", "group_size": group_size} if group_size else {"granularity": "channel"}
+    return Spec(f"int{bits}", {"symmetric": symmetric, **opts})
+
+
+def capture_layer(m: Any, name: str = "model.layers.3.mlp.down_proj", tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X (tokens, in), W (out, in))``: the inputs of Linear ``name`` on ``tokens`` tokens of
+    held-out calibration text, and its float weight."""
+    from ..eval import calibration_text
+    from ..quantize import _blockwise as B
+
+    ids = B.calibration_ids(m, calibration_text(20_000), n_samples=1, seq_len=tokens)
+    lin = m.model.get_submodule(name)
+    got: list[torch.Tensor] = []
+    h = lin.register_forward_pre_hook(lambda mod, a: got.append(a[0].reshape(-1, a[0].shape[-1]).clone()))
+    try:
+        with torch.inference_mode():
+            m.model(input_ids=ids, use_cache=False)
+    finally:
+        h.remove()
+    return got[0], lin.weight.detach().float().clone()
+
+
+def layer_errors(x: torch.Tensor, w: torch.Tensor, bits: int = 4, group_size: int | None = 32, n_grid: int = 10) -> dict[str, Any]:
+    """Relative output error ``||X (W - Q)^T|| / ||X W^T||`` of RTN, AWQ (scale search, no clip)
+    and GPTQ (act_order) for one layer, plus the bits per weight and AWQ's alpha."""
+    spec = int_spec(bits, group_size)
+    x, w = x.float(), w.float()
+    gram = x.T @ x / len(x)
+    ref = torch.linalg.norm(x @ w.T)
+
+    def rel(q: torch.Tensor) -> float:
+        return float(torch.linalg.norm(x @ (w - q).T) / ref)
+
+    s, alpha, _ = A.search_scale(w, gram, x.abs().mean(0), spec, n_grid)
+    grid = G.int_grid(spec)
+    res = G.gptq_quantize(w, gram, grid, act_order=True)
+    return {
+        "rtn": rel(A.roundtrip(w, spec)),
+        "awq": rel(A.roundtrip(w * s, spec) / s),
+        "gptq": rel(res.weight),
+        "alpha": alpha,
+        "bits_per_weight": 8 * G.encoded(res, grid).nbytes / w.numel(),
+    }
+
+
+def layer_panel(x: torch.Tensor, w: torch.Tensor) -> Any:
+    """ipywidgets: bits and group size -> bar chart of the three methods' relative output error."""
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    bits = W.IntSlider(value=4, min=2, max=8, description="bits")
+    group = W.Dropdown(options=[("32", 32), ("64", 64), ("per channel", None)], value=32, description="group")
+    out = W.Output()
+
+    def draw(*_: Any) -> None:
+        st = layer_errors(x, w, bits.value, group.value)
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(6, 2.5))
+            names = ["rtn", "awq", "gptq"]
+            ax.barh(names, [st[n] for n in names], color=["tab:gray", "tab:orange", "tab:blue"])
+            ax.set_xlabel("relative output error ||X(W-Q)^T|| / ||XW^T||")
+            ax.set_title(f"int{bits.value}, {st['bits_per_weight']:.2f} bits/weight, AWQ alpha={st['alpha']:.2f}")
+            plt.tight_layout()
+            plt.show()
+
+    bits.observe(draw, "value")
+    group.observe(draw, "value")
+    draw()
+    return W.VBox([W.HBox([bits, group]), out])
+
+
+COLUMNS = ("method", "bits", "group_size", "bits_per_weight", "perplexity", "kl_mean", "top1_agreement", "seconds")
+
+
+def methods_rows() -> list[dict[str, Any]]:
+    """Rows of ``data/cache/llm_methods.json`` (float first, then group 32 / per channel x bits x method)."""
+    from .. import cache
+
+    rows = cache.load("llm_methods")["rows"]
+    for r in rows:
+        missing = [c for c in COLUMNS if c not in r]
+        if missing:
+            raise ValueError(f"llm_methods cache row {r.get('method')!r} lacks {missing}; re-run scripts/llm_methods.py")
+    return rows
+
+
+def methods_text(rows: list[dict[str, Any]] | None = None) -> str:
+    """The cached table as aligned text."""
+    from ..quantize._table import format_table
+
+    rows = [dict(r, group=("-" if r["bits"] == 32 else r["group_size"] or "channel")) for r in (rows or methods_rows())]
+    cols = [("method", "method", None), ("bits", "bits", None), ("group", "group", None),
+            ("bits_per_weight", "bits/w", ".3f"), ("perplexity", "PPL", ".3f"), ("kl_mean", "KL", ".4f"),
+            ("top1_agreement", "top-1", ".3f"), ("seconds", "quantize s", ".0f")]  # fmt: skip
+    return format_table(rows, cols)
+
+
+__all__ = ["int_spec", "capture_layer", "layer_errors", "layer_panel", "methods_rows", "methods_text"]
