@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages)
 	$(BIN)/python -m pip install "torch==2.13.0"
 	$(BIN)/python -m pip install -e ".[test]"
+	# headless Chromium for tests/browser: Debian's package when root with apt-get, else a note
+	bash scripts/install_browser.sh
 	touch $(STAMP)
 
 install: $(STAMP)

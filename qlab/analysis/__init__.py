@@ -2,6 +2,7 @@
 per-layer sensitivity and size-vs-accuracy sweeps of whole models."""
 
 from .activations import ChannelStats, capture_activations, compare_activations, residual_outliers
+from .chooser import Choice, capstone_rows, choose_format
 from .error import compare_formats, error_stats, formats_with_bits, sqnr_db
 from .floats import int_vs_float, linear_inputs
 from .linear import clip_sweep, db_per_bit, granularity_table, inject_outlier, linear_quantize, sqnr_vs_bits
@@ -30,4 +31,5 @@ __all__ = [
     "measure_bandwidth", "matmul_latency", "model_rows",
     "linear_quantize", "sqnr_vs_bits", "db_per_bit", "clip_sweep", "inject_outlier", "granularity_table",
     "linear_inputs", "int_vs_float",
+    "choose_format", "capstone_rows", "Choice",
 ]  # fmt: skip

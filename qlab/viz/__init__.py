@@ -1,6 +1,8 @@
 """Plots and ipywidgets panels for the lessons (matplotlib; widgets imported lazily)."""
 
 from .blocks import block_table, mix_panel, mix_state
+from .capstone import capstone_panel, capstone_state, plot_capstone
+from .gptq import capture_layer, layer_errors, layer_panel, methods_rows, methods_text
 from .granularity import granularity_panel, granularity_state
 from .linear import linear_panel, linear_state
 from .numberline import format_facts, grid, numberline_panel, numberline_state
@@ -13,4 +15,6 @@ __all__ = [
     "plot_error_histogram", "formats_tour", "tour_state", "pareto_front", "plot_pareto",
     "size_panel", "size_state", "linear_panel", "linear_state", "granularity_panel", "granularity_state",
     "numberline_panel", "numberline_state", "format_facts", "grid", "mix_panel", "mix_state", "block_table",
+    "capstone_panel", "capstone_state", "plot_capstone",
+    "layer_panel", "layer_errors", "capture_layer", "methods_rows", "methods_text",
 ]  # fmt: skip

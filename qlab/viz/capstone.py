@@ -1,0 +1,199 @@
+"""The capstone panel (lesson 13): size-vs-accuracy Pareto fronts and a format chooser.
+
+A model dropdown, a memory-budget slider (MB, whole model), an accuracy-tolerance slider (percent
+worse than float) and what to optimise; the plot marks the Pareto front, the two limits and the
+recommended format. The widget only wires controls to :func:`capstone_state` (pure, unit tested)
+and :func:`plot_capstone`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..analysis.chooser import CAPSTONE, capstone_rows, choose_format, reference_row, with_loss
+from ..analysis.sweep import higher_is_better
+from .pareto import pareto_front
+
+MODES = ("size", "accuracy")  # smallest within the tolerance / most accurate within the budget
+
+
+def capstone_state(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    budget_mb: float | None = None,
+    max_loss_pct: float | None = None,
+    mode: str = "size",
+) -> dict[str, Any]:
+    """What the panel shows: every format's size, metric and loss against float, the Pareto front
+    (MB vs metric), which rows fit the budget and the tolerance, the recommendation and its reason
+    (or, when nothing qualifies, ``choice`` None and the chooser's message).
+
+    ``mode="size"``: the smallest format within ``max_loss_pct`` (and ``budget_mb``);
+    ``mode="accuracy"``: the most accurate format within ``budget_mb`` (the tolerance is ignored).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    maximize = higher_is_better(metric)
+    pts = with_loss(rows, metric, maximize)
+    ref = reference_row(rows)
+    mb = np.array([r["mb"] for r in pts], np.float64)
+    values = np.array([r[metric] for r in pts], np.float64)
+    loss = np.array([r["loss_pct"] for r in pts], np.float64)
+    tol = max_loss_pct if mode == "size" else None
+    try:
+        c = choose_format(rows, metric, budget_mb=budget_mb, max_loss_pct=tol, maximize=maximize)
+        choice, message = c.format, c.why
+    except ValueError as e:
+        c, choice, message = None, None, str(e)
+    formats = [str(r["format"]) for r in pts]
+    return {
+        "metric": metric,
+        "maximize": maximize,
+        "formats": formats,
+        "mb": mb,
+        "bits_per_weight": np.array([r["bits_per_weight"] for r in pts], np.float64),
+        "values": values,
+        "loss_pct": loss,
+        "front": pareto_front(mb, values, maximize),
+        "fits": mb <= budget_mb if budget_mb is not None else np.ones(len(pts), bool),
+        "within": loss <= tol if tol is not None else np.ones(len(pts), bool),
+        "reference_value": float(ref[metric]),
+        "reference_mb": float(ref["mb"]),
+        "budget_mb": budget_mb,
+        "max_loss_pct": tol,
+        "mode": mode,
+        "choice": choice,
+        "choice_index": formats.index(choice) if choice is not None else None,
+        "choice_mb": c.mb if c else None,
+        "choice_value": c.value if c else None,
+        "choice_loss_pct": c.loss if c else None,
+        "message": message,
+    }
+
+
+def tolerance_value(reference: float, max_loss_pct: float, maximize: bool) -> float:
+    """The metric value exactly ``max_loss_pct`` percent worse than ``reference``."""
+    step = abs(reference) * max_loss_pct / 100.0
+    return reference - step if maximize else reference + step
+
+
+def readout(s: Mapping[str, Any]) -> str:
+    """One or two lines of text for a :func:`capstone_state`."""
+    if s["choice"] is None:
+        return f"nothing fits: {s['message']}"
+    fp32 = s["reference_mb"] / s["choice_mb"]
+    return f"recommended {s['message']}; {fp32:.2f}x smaller than fp32"
+
+
+def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None, label_front: bool = True) -> Any:
+    """MB (log scale) against the metric: dominated formats grey, the Pareto front red, the budget
+    and tolerance as dashed lines, the float reference dotted, the recommendation as a star."""
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(7, 3.5), layout="constrained").subplots()
+    mb, v, front = s["mb"], s["values"], s["front"]
+    ok = s["fits"] & s["within"]
+    ax.scatter(mb[~front], v[~front], s=14, color="0.65", zorder=2, label="dominated")
+    order = np.argsort(mb[front], kind="stable")
+    ax.plot(mb[front][order], v[front][order], "o-", ms=4, color="C3", zorder=3, label="Pareto front")
+    if s["budget_mb"] is not None or s["max_loss_pct"] is not None:  # formats within both limits
+        ax.scatter(mb[ok], v[ok], s=40, facecolors="none", edgecolors="C0", zorder=4, label="within limits")
+    if label_front:  # front points, thinned so neighbouring labels do not overlap
+        idx = np.flatnonzero(front)
+        idx = idx[np.argsort(mb[idx], kind="stable")]
+        lx = np.log10(mb)
+        gap = 0.06 * max(float(np.ptp(lx)), 1e-9)
+        last = -np.inf
+        for i in idx:
+            if lx[i] - last >= gap or i == s["choice_index"]:
+                ax.annotate(s["formats"][i], (mb[i], v[i]), textcoords="offset points", xytext=(3, 3),
+                            fontsize=7, color="C3")  # fmt: skip
+                last = lx[i]
+    ax.axhline(s["reference_value"], color="0.3", ls=":", lw=1, label="float")
+    if s["max_loss_pct"] is not None:
+        ax.axhline(tolerance_value(s["reference_value"], s["max_loss_pct"], s["maximize"]), color="C2", ls="--", lw=1,
+                   label=f"tolerance {s['max_loss_pct']:g}%")  # fmt: skip
+    if s["budget_mb"] is not None:
+        ax.axvline(s["budget_mb"], color="C0", ls="--", lw=1, label=f"budget {s['budget_mb']:.3g} MB")
+    if s["choice_index"] is not None:
+        i = s["choice_index"]
+        ax.scatter([mb[i]], [v[i]], marker="*", s=220, color="gold", edgecolors="k", zorder=5,
+                   label=f"chosen: {s['choice']}")  # fmt: skip
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    pos = v[np.isfinite(v)]
+    if not s["maximize"] and len(pos) and pos.min() > 0 and pos.max() / pos.min() > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("model size (MB, log scale)")
+    ax.set_ylabel(f"{s['metric']} ({'higher' if s['maximize'] else 'lower'} is better)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def budget_range(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """Slider range in MB: a little below the smallest format, up to the float model."""
+    mbs = [float(r["mb"]) for r in rows]
+    return 0.8 * min(mbs), max(mbs)
+
+
+def capstone_panel(models: Sequence[str] | None = None, max_loss_pct: float = 1.0):  # pragma: no cover - widgets
+    """An ipywidgets panel over the committed capstone sweeps (see :func:`capstone_state`)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    models = list(models or CAPSTONE)
+    data = {m: capstone_rows(m) for m in models}
+    model = w.Dropdown(options=models, value=models[0], description="model")
+    mode = w.ToggleButtons(options=[("smallest within tolerance", "size"), ("most accurate within budget", "accuracy")],
+                           value="size", description="optimise")  # fmt: skip
+    budget = w.FloatLogSlider(description="budget MB", base=10, readout_format=".3g", continuous_update=False,
+                              layout=w.Layout(width="460px"))  # fmt: skip
+    tol = w.FloatSlider(value=max_loss_pct, min=0.0, max=20.0, step=0.1, description="tolerance %",
+                        readout_format=".1f", continuous_update=False, layout=w.Layout(width="460px"))  # fmt: skip
+    text = w.HTML()
+    out = w.Output()
+
+    def set_range():
+        lo, hi = budget_range(data[model.value][0])
+        budget.unobserve(redraw, "value")
+        budget.min, budget.max = -20, 20  # widen first so the new value is never clipped
+        budget.value = hi
+        budget.min, budget.max = float(np.log10(lo)), float(np.log10(hi))
+        budget.step = (budget.max - budget.min) / 200
+        budget.observe(redraw, "value")
+
+    def redraw(*_):
+        rows, metric = data[model.value]
+        s = capstone_state(rows, metric, budget.value, tol.value, mode.value)
+        tol.disabled = mode.value == "accuracy"
+        text.value = f"<b>{readout(s)}</b>"
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(8, 3.6))
+            plot_capstone(s, ax, title=f"{model.value}: size vs {metric}")
+            plt.show()
+
+    def on_model(*_):
+        set_range()
+        redraw()
+
+    set_range()
+    model.observe(on_model, "value")
+    for c in (budget, tol, mode):
+        c.observe(redraw, "value")
+    redraw()
+    return w.VBox([w.HBox([model, mode]), budget, tol, text, out])
+
+
+__all__ = ["capstone_state", "capstone_panel", "plot_capstone", "readout", "tolerance_value", "budget_range", "MODES"]
