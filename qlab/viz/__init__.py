@@ -2,12 +2,16 @@
 
 from .blocks import block_table, mix_panel, mix_state
 from .capstone import capstone_panel, capstone_state, plot_capstone
+from .deploy import deploy_panel, deploy_state
+from .dynamic import token_panel, token_state
 from .gptq import capture_layer, layer_errors, layer_panel, methods_rows, methods_text
 from .granularity import granularity_panel, granularity_state
 from .linear import linear_panel, linear_state
 from .numberline import format_facts, grid, numberline_panel, numberline_state
 from .pareto import pareto_front, plot_pareto
 from .plots import plot_error_histogram
+from .ptq import observer_panel, observer_state
+from .qat import ste_panel, ste_state
 from .size import size_panel, size_state
 from .tour import formats_tour, tour_state
 
@@ -17,4 +21,6 @@ __all__ = [
     "numberline_panel", "numberline_state", "format_facts", "grid", "mix_panel", "mix_state", "block_table",
     "capstone_panel", "capstone_state", "plot_capstone",
     "layer_panel", "layer_errors", "capture_layer", "methods_rows", "methods_text",
+    "observer_panel", "observer_state", "token_panel", "token_state", "ste_panel", "ste_state",
+    "deploy_panel", "deploy_state",
 ]  # fmt: skip

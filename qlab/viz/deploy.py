@@ -1,0 +1,107 @@
+"""Deployment lesson (12): the cached backend tables of ``scripts/backend_tables.py``, the bytes of
+a ``MatMulNBits`` layer, and a size/accuracy picker over the table rows.
+
+:func:`matmul_nbits_bytes` and :func:`deploy_state` are pure and unit-tested (the byte count
+against the initializers ONNX Runtime's own quantizer writes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+CACHE = "backend_tables"
+ROW_KEYS = ("backend", "scheme", "disk_bytes", "weight_bytes", "latency_ms", "latency_ratio")
+
+
+def matmul_nbits_bytes(n: int, k: int, bits: int = 4, block_size: int = 32, symmetric: bool = False,
+                       scale_bytes: int = 4) -> dict[str, int]:
+    """Bytes of one ``MatMulNBits`` node for a weight with ``n`` outputs and ``k`` inputs: packed codes
+    ``B`` ``(n, blocks, block_size * bits / 8)``, one float scale per block, and (unless ``symmetric``)
+    the ``bits``-bit zero-points packed per row, each row padded to whole bytes."""
+    blocks = math.ceil(k / block_size)
+    codes = n * blocks * block_size * bits // 8
+    scales = n * blocks * scale_bytes
+    zeros = 0 if symmetric else n * math.ceil(blocks * bits / 8)
+    return {"codes": codes, "scales": scales, "zero_points": zeros, "total": codes + scales + zeros,
+            "fp32": 4 * n * k}
+
+
+def backend_tables() -> dict[str, Any]:
+    """The committed cache (``data/cache/backend_tables.json``): ``rows`` maps a model name to its
+    table (``metrics``, ``batch_size``, ``rows``); every row is checked for the expected keys."""
+    from .. import cache
+
+    payload = cache.load(CACHE)
+    for model, t in payload["rows"].items():
+        for r in t["rows"]:
+            missing = [c for c in (*ROW_KEYS, *t["metrics"]) if c not in r]
+            if missing:
+                raise ValueError(f"cache {CACHE!r}, {model}: a row lacks {missing}; rerun {payload.get('script')}")
+    return payload
+
+
+def format_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str], latency: bool = False) -> str:
+    """A backend table as text: disk and memory MB, the accuracy metrics, optionally latency."""
+    head = f"{'backend':<13} {'scheme':<58} {'disk MB':>8} {'mem MB':>8}" + "".join(f" {m:>13}" for m in metrics)
+    head += f" {'ms/batch':>9} {'x float':>8}" if latency else ""
+    lines = [head]
+    for r in rows:
+        line = (f"{r['backend']:<13} {r['scheme'][:58]:<58} {r['disk_bytes'] / 1e6:8.2f} {r['weight_bytes'] / 1e6:8.2f}"
+                + "".join(f" {r[m]:13.4f}" for m in metrics))
+        if latency:
+            line += f" {r['latency_ms']:9.2f} {r['latency_ratio']:8.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def deploy_state(rows: Sequence[dict[str, Any]], metric: str, max_mb: float, min_metric: float,
+                 higher_is_better: bool = True) -> dict[str, Any]:
+    """The rows that fit ``max_mb`` on disk and reach ``min_metric``; the smallest and the most
+    accurate of them (``None`` when nothing qualifies)."""
+    ok = [r for r in rows if r["disk_bytes"] / 1e6 <= max_mb
+          and (r[metric] >= min_metric if higher_is_better else r[metric] <= min_metric)]
+    best = (max if higher_is_better else min)(ok, key=lambda r: r[metric]) if ok else None
+    return {"candidates": ok, "smallest": min(ok, key=lambda r: r["disk_bytes"]) if ok else None,
+            "best": best, "n_rows": len(rows)}
+
+
+def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
+    """An ipywidgets panel over a cached table: a disk-size budget and an accuracy floor pick the rows
+    that qualify (and plot them with :func:`qlab.backends.compare.plot_backends`)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from ..backends.compare import plot_backends
+
+    rows, metric = table["rows"], table["metrics"][0]
+    sizes = [r["disk_bytes"] / 1e6 for r in rows]
+    vals = [r[metric] for r in rows]
+    mb = w.FloatSlider(value=max(sizes), min=min(sizes), max=max(sizes), step=0.01, description="max MB")
+    floor = w.FloatSlider(value=min(vals), min=min(vals), max=max(vals), step=0.001, readout_format=".3f",
+                          description=f"min {metric}")
+    text = w.HTML()
+    out = w.Output()
+
+    def redraw(*_):
+        s = deploy_state(rows, metric, mb.value, floor.value)
+        if s["smallest"] is None:
+            text.value = "no backend fits both limits"
+        else:
+            text.value = (f"{len(s['candidates'])} of {s['n_rows']} rows qualify; smallest: "
+                          f"<b>{s['smallest']['backend']}: {s['smallest']['scheme']}</b>; most accurate: "
+                          f"<b>{s['best']['backend']}: {s['best']['scheme']}</b>")
+        with out:
+            out.clear_output(wait=True)
+            if s["candidates"]:
+                plot_backends(s["candidates"], metrics=["disk_bytes", metric, "latency_ratio"])
+                plt.show()
+
+    mb.observe(redraw, "value")
+    floor.observe(redraw, "value")
+    redraw()
+    return w.VBox([w.HBox([mb, floor]), text, out])
+
+
+__all__ = ["matmul_nbits_bytes", "backend_tables", "format_rows", "deploy_state", "deploy_panel"]

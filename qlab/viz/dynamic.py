@@ -1,0 +1,113 @@
+"""Dynamic quantization lesson (08): per-tensor vs per-token activation scales on a real input.
+
+:func:`token_state` is the pure function behind :func:`token_panel` (unit-tested);
+:func:`dynamic_rows` measures the accuracy of ``DynamicConfig`` variants on a sentence encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..quantize._fakequant import dynamic_range
+from ..quantize.configs import DynamicConfig, activation_spec
+
+GRANULARITIES = ("tensor", "token")
+
+
+def real_tokens(m: Any, batch: dict[str, torch.Tensor], layer: str) -> np.ndarray:
+    """The input of ``layer`` on a tokenizer batch, padding removed: ``(tokens, features)`` float32."""
+    from .ptq import layer_input
+
+    x = layer_input(m, batch, layer)
+    keep = batch["attention_mask"].numpy().astype(bool)
+    return np.ascontiguousarray(x[keep])
+
+
+def token_state(x: np.ndarray, bits: int = 8, granularity: str = "tensor") -> dict[str, Any]:
+    """Dynamic quantization of ``x`` (rows = tokens, last axis = features) with asymmetric ``int{bits}``:
+    one range for the whole tensor, or one per token (row), as ``DynamicConfig(granularity=...)`` does.
+
+    Returns ``decoded``, per-token ``token_absmax``, ``token_scale`` (the step each token gets) and
+    ``token_sqnr_db``, the overall ``sqnr_db`` / ``mse``, and ``levels_used``: the median number of
+    distinct integer levels a token's values occupy.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    x = np.ascontiguousarray(x, np.float32).reshape(-1, np.shape(x)[-1])
+    spec = activation_spec(f"int{bits}", {})
+    y = dynamic_range(torch.from_numpy(x), spec, granularity == "token").numpy()
+    qmax = 2**bits - 1
+    lo = np.minimum(x.min(axis=1 if granularity == "token" else None, keepdims=True), 0)
+    hi = np.maximum(x.max(axis=1 if granularity == "token" else None, keepdims=True), 0)
+    step = np.broadcast_to((hi - lo) / qmax, (x.shape[0], 1))[:, 0].astype(np.float64)
+    err = (y.astype(np.float64) - x) ** 2
+    sig = x.astype(np.float64) ** 2
+    with np.errstate(divide="ignore"):
+        tok = 10 * np.log10(sig.mean(1) / np.maximum(err.mean(1), 1e-30))
+    levels = [len(np.unique(np.rint(r / s))) if s > 0 else 1 for r, s in zip(y.astype(np.float64), step, strict=True)]
+    return {
+        "granularity": granularity, "bits": bits, "decoded": y,
+        "token_absmax": np.abs(x).max(axis=1), "token_scale": step, "token_sqnr_db": tok,
+        "mse": float(err.mean()), "sqnr_db": float(10 * np.log10(sig.mean() / err.mean())),
+        "levels_used": float(np.median(levels)),
+    }  # fmt: skip
+
+
+def dynamic_rows(m: Any, sentences: Sequence[str], variants: Sequence[tuple[str, str]] = (
+        ("int8", "tensor"), ("int8", "token"), ("int4", "tensor"), ("int4", "token"))) -> list[dict[str, Any]]:
+    """Embedding agreement with fp32 (``cosine_mean``, ``top10_overlap``) of ``m`` quantized with
+    ``DynamicConfig(weights="int8", activations=a, granularity=g)`` for each ``(a, g)`` of ``variants``."""
+    from .. import quantize_
+    from ..eval import embedding_similarity
+
+    rows = []
+    for act, gran in variants:
+        q = m.fresh()
+        quantize_(q, DynamicConfig(weights="int8", activations=act, granularity=gran))
+        r = embedding_similarity(q, sentences=list(sentences), k=10)
+        rows.append({"activations": act, "granularity": gran, "cosine_mean": r["cosine_mean"],
+                     "cosine_min": r["cosine_min"], "top10_overlap": r["top10_overlap"]})
+    return rows
+
+
+def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
+    """An ipywidgets panel: bits slider and tensor/token toggle over a real activation ``x``;
+    plots each token's step size and SQNR."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
+    gran = w.ToggleButtons(options=list(GRANULARITIES), value="tensor", description="scale per")
+    text = w.HTML()
+    out = w.Output()
+
+    def redraw(*_):
+        s = token_state(x, nbits.value, gran.value)
+        o = token_state(x, nbits.value, "token" if gran.value == "tensor" else "tensor")
+        text.value = (f"<b>per {s['granularity']}</b>, int{s['bits']}: SQNR {s['sqnr_db']:.2f} dB overall "
+                      f"(per {o['granularity']}: {o['sqnr_db']:.2f} dB); a token uses a median of "
+                      f"{s['levels_used']:.0f} of {2 ** s['bits']} levels")
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+            axes[0].plot(s["token_absmax"], lw=0.8)
+            axes[0].set_title("max |x| of each token")
+            axes[0].set_xlabel("token")
+            axes[1].plot(s["token_sqnr_db"], lw=0.8, label=f"per {s['granularity']}")
+            axes[1].plot(o["token_sqnr_db"], lw=0.8, alpha=0.6, label=f"per {o['granularity']}")
+            axes[1].set_title("SQNR of each token (dB)")
+            axes[1].legend()
+            fig.tight_layout()
+            plt.show()
+
+    nbits.observe(redraw, "value")
+    gran.observe(redraw, "value")
+    redraw()
+    return w.VBox([w.HBox([nbits, gran]), text, out])
+
+
+__all__ = ["real_tokens", "token_state", "dynamic_rows", "token_panel"]
