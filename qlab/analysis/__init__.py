@@ -6,6 +6,7 @@ from .chooser import Choice, capstone_rows, choose_format
 from .error import compare_formats, error_stats, formats_with_bits, sqnr_db
 from .floats import int_vs_float, linear_inputs
 from .linear import clip_sweep, db_per_bit, granularity_table, inject_outlier, linear_quantize, sqnr_vs_bits
+from .lowbits import error_through_layers, layer_input, low_bits_table, output_error, ternary_absmean
 from .sensitivity import SensitivityResult, groups_of, layer_sensitivity
 from .size import (
     decode_table,
@@ -32,4 +33,5 @@ __all__ = [
     "linear_quantize", "sqnr_vs_bits", "db_per_bit", "clip_sweep", "inject_outlier", "granularity_table",
     "linear_inputs", "int_vs_float",
     "choose_format", "capstone_rows", "Choice",
+    "ternary_absmean", "error_through_layers", "low_bits_table", "layer_input", "output_error",
 ]  # fmt: skip

@@ -7,7 +7,7 @@
 >>> qlab.quantize_(d, qlab.PTQConfig(weights="int8", activations="int8"), calibration=batches)  # doctest: +SKIP
 """
 
-from . import calibration, recipes
+from . import calibration, mixed, recipes, sparsity  # noqa: E402  (they import qlab.analysis, which imports the modules above)
 from .api import PipelineReport, quantize_, register_method
 from .configs import (
     AWQConfig,
@@ -19,11 +19,15 @@ from .configs import (
     QuantConfig,
     SmoothQuantConfig,
 )
+from .mixed import MixedResult, mixed_precision, uniform_bytes, uniform_within
 from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
 from .recipes import resolve_recipe
+from .sparsity import SparsityReport, activation_norms, nm_mask, sparsify_model, wanda_score
 
 __all__ = [
     "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "calibration", "recipes", "resolve_recipe",
     "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
     "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig",
+    "mixed", "mixed_precision", "MixedResult", "uniform_bytes", "uniform_within",
+    "sparsity", "sparsify_model", "SparsityReport", "nm_mask", "wanda_score", "activation_norms",
 ]

@@ -7,6 +7,7 @@ from .dynamic import token_panel, token_state
 from .gptq import capture_layer, layer_errors, layer_panel, methods_rows, methods_text
 from .granularity import granularity_panel, granularity_state
 from .linear import linear_panel, linear_state
+from .lowbits import lowbits_panel, lowbits_state
 from .numberline import format_facts, grid, numberline_panel, numberline_state
 from .pareto import pareto_front, plot_pareto
 from .plots import plot_error_histogram
@@ -22,5 +23,5 @@ __all__ = [
     "capstone_panel", "capstone_state", "plot_capstone",
     "layer_panel", "layer_errors", "capture_layer", "methods_rows", "methods_text",
     "observer_panel", "observer_state", "token_panel", "token_state", "ste_panel", "ste_state",
-    "deploy_panel", "deploy_state",
+    "deploy_panel", "deploy_state", "lowbits_panel", "lowbits_state",
 ]  # fmt: skip
