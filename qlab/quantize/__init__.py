@@ -7,7 +7,7 @@
 >>> qlab.quantize_(d, qlab.PTQConfig(weights="int8", activations="int8"), calibration=batches)  # doctest: +SKIP
 """
 
-from . import calibration, mixed, recipes, sparsity  # noqa: E402  (they import qlab.analysis, which imports the modules above)
+from . import calibration, mixed, recipes, sparsity
 from .api import PipelineReport, quantize_, register_method
 from .configs import (
     AWQConfig,

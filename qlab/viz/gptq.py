@@ -24,47 +24,65 @@ def int_spec(bits: int, group_size: int | None, symmetric: bool = False) -> Spec
 
 def capture_layer(m: Any, name: str = "model.layers.3.mlp.down_proj", tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """``(X (tokens, in), W (out, in))``: the inputs of Linear ``name`` on ``tokens`` tokens of
-    held-out calibration text, and its float weight."""
+    held-out calibration text (one window of :func:`qlab.eval.calibration_text`), and its float
+    weight. The model's forward stops right after the layer's input is caught."""
     from ..eval import calibration_text
     from ..quantize import _blockwise as B
 
-    ids = B.calibration_ids(m, calibration_text(20_000), n_samples=1, seq_len=tokens)
+    ids = B.calibration_ids(m, calibration_text(max(20_000, 8 * tokens)), n_samples=1, seq_len=tokens)
     lin = m.model.get_submodule(name)
     got: list[torch.Tensor] = []
-    h = lin.register_forward_pre_hook(lambda mod, a: got.append(a[0].reshape(-1, a[0].shape[-1]).clone()))
+
+    def hook(mod: Any, a: tuple[Any, ...]) -> None:
+        got.append(a[0].reshape(-1, a[0].shape[-1]).float().clone())
+        raise B._Caught  # nothing after this layer is needed
+
+    h = lin.register_forward_pre_hook(hook)
     try:
         with torch.inference_mode():
             m.model(input_ids=ids, use_cache=False)
+    except B._Caught:
+        pass
     finally:
         h.remove()
     return got[0], lin.weight.detach().float().clone()
 
 
-def layer_errors(x: torch.Tensor, w: torch.Tensor, bits: int = 4, group_size: int | None = 32, n_grid: int = 10) -> dict[str, Any]:
+def layer_errors(
+    x: torch.Tensor, w: torch.Tensor, bits: int = 4, group_size: int | None = 32, n_grid: int = 10,
+    x_eval: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Relative output error ``||X (W - Q)^T|| / ||X W^T||`` of RTN, AWQ (scale search, no clip)
-    and GPTQ (act_order) for one layer, plus the bits per weight and AWQ's alpha."""
+    and GPTQ (act_order) for one layer, plus the bits per weight and AWQ's alpha.
+
+    AWQ and GPTQ calibrate on ``x``; the errors ``rtn``/``awq``/``gptq`` are measured on
+    ``x_eval`` (held-out tokens; default ``x`` itself), and ``fit`` holds the same three
+    measured on the calibration tokens ``x`` (GPTQ can over-fit them when they are few)."""
     spec = int_spec(bits, group_size)
     x, w = x.float(), w.float()
+    xe = x if x_eval is None else x_eval.float()
     gram = x.T @ x / len(x)
-    ref = torch.linalg.norm(x @ w.T)
-
-    def rel(q: torch.Tensor) -> float:
-        return float(torch.linalg.norm(x @ (w - q).T) / ref)
 
     s, alpha, _ = A.search_scale(w, gram, x.abs().mean(0), spec, n_grid)
     grid = G.int_grid(spec)
     res = G.gptq_quantize(w, gram, grid, act_order=True)
+    q = {"rtn": A.roundtrip(w, spec), "awq": A.roundtrip(w * s, spec) / s, "gptq": res.weight}
+
+    def rel(xx: torch.Tensor) -> dict[str, float]:
+        ref = torch.linalg.norm(xx @ w.T)
+        return {k: float(torch.linalg.norm(xx @ (w - v).T) / ref) for k, v in q.items()}
+
     return {
-        "rtn": rel(A.roundtrip(w, spec)),
-        "awq": rel(A.roundtrip(w * s, spec) / s),
-        "gptq": rel(res.weight),
+        **rel(xe),
+        "fit": rel(x),
         "alpha": alpha,
         "bits_per_weight": 8 * G.encoded(res, grid).nbytes / w.numel(),
     }
 
 
-def layer_panel(x: torch.Tensor, w: torch.Tensor) -> Any:
-    """ipywidgets: bits and group size -> bar chart of the three methods' relative output error."""
+def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = None) -> Any:
+    """ipywidgets: bits and group size -> bar chart of the three methods' relative output error
+    (calibrated on ``x``, measured on ``x_eval``; see :func:`layer_errors`)."""
     import ipywidgets as W
     import matplotlib.pyplot as plt
 
@@ -73,7 +91,7 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor) -> Any:
     out = W.Output()
 
     def draw(*_: Any) -> None:
-        st = layer_errors(x, w, bits.value, group.value)
+        st = layer_errors(x, w, bits.value, group.value, x_eval=x_eval)
         with out:
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(6, 2.5))
@@ -93,8 +111,13 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor) -> Any:
 COLUMNS = ("method", "bits", "group_size", "bits_per_weight", "perplexity", "kl_mean", "top1_agreement", "seconds")
 
 
+_METHODS = ("float", "rtn", "awq", "gptq")
+
+
 def methods_rows() -> list[dict[str, Any]]:
-    """Rows of ``data/cache/llm_methods.json`` (float first, then group 32 / per channel x bits x method)."""
+    """Rows of ``data/cache/llm_methods.json``, sorted: float first, then group 32 before per
+    channel, 4 before 3 bits, RTN / AWQ / GPTQ. A cache still being written holds only some rows;
+    they are returned as they are (see :func:`versus_rtn` for what is missing)."""
     from .. import cache
 
     rows = cache.load("llm_methods")["rows"]
@@ -102,18 +125,42 @@ def methods_rows() -> list[dict[str, Any]]:
         missing = [c for c in COLUMNS if c not in r]
         if missing:
             raise ValueError(f"llm_methods cache row {r.get('method')!r} lacks {missing}; re-run scripts/llm_methods.py")
-    return rows
+    return sorted(rows, key=lambda r: (r["method"] != "float", r["group_size"] is None, -r["bits"], _METHODS.index(r["method"])))
+
+
+def versus_rtn(rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Per bits x granularity (group 32, per channel) and method (AWQ, GPTQ): the method's
+    perplexity and KL next to RTN's at the same setting, ``beats_ppl`` / ``beats_kl`` (strictly
+    lower), or ``missing`` naming the row(s) not in the cache yet."""
+    rows = methods_rows() if rows is None else rows
+    by = {(r["method"], r["bits"], r["group_size"]): r for r in rows}
+    out = []
+    for group in (32, None):
+        for bits in (4, 3):
+            rtn = by.get(("rtn", bits, group))
+            for method in ("awq", "gptq"):
+                r = by.get((method, bits, group))
+                row: dict[str, Any] = {"bits": bits, "group_size": group, "method": method}
+                if r is None or rtn is None:
+                    row["missing"] = [n for n, v in (("rtn", rtn), (method, r)) if v is None]
+                else:
+                    row.update(perplexity=r["perplexity"], rtn_perplexity=rtn["perplexity"], kl_mean=r["kl_mean"],
+                               rtn_kl_mean=rtn["kl_mean"], beats_ppl=r["perplexity"] < rtn["perplexity"],
+                               beats_kl=r["kl_mean"] < rtn["kl_mean"])  # fmt: skip
+                out.append(row)
+    return out
 
 
 def methods_text(rows: list[dict[str, Any]] | None = None) -> str:
     """The cached table as aligned text."""
     from ..quantize._table import format_table
 
-    rows = [dict(r, group=("-" if r["bits"] == 32 else r["group_size"] or "channel")) for r in (rows or methods_rows())]
+    rows = methods_rows() if rows is None else rows
+    rows = [dict(r, group=("-" if r["bits"] == 32 else r["group_size"] or "channel")) for r in rows]
     cols = [("method", "method", None), ("bits", "bits", None), ("group", "group", None),
             ("bits_per_weight", "bits/w", ".3f"), ("perplexity", "PPL", ".3f"), ("kl_mean", "KL", ".4f"),
             ("top1_agreement", "top-1", ".3f"), ("seconds", "quantize s", ".0f")]  # fmt: skip
     return format_table(rows, cols)
 
 
-__all__ = ["int_spec", "capture_layer", "layer_errors", "layer_panel", "methods_rows", "methods_text"]
+__all__ = ["int_spec", "capture_layer", "layer_errors", "layer_panel", "methods_rows", "versus_rtn", "methods_text"]

@@ -43,3 +43,45 @@ def test_methods_cache_schema():
         assert r["method"] in ("rtn", "awq", "gptq") and r["bits"] in (3, 4) and r["group_size"] in (32, None)
         assert r["bits_per_weight"] > r["bits"] and np.isfinite(r["perplexity"])
     assert "PPL" in V.methods_text(rows)
+
+
+def test_layer_errors_held_out(layer):
+    """Errors on held-out tokens: RTN's recomputed directly on them; ``fit`` is the in-sample call."""
+    torch.set_num_threads(1)
+    x, w = layer
+    cal, held = x[:512], x[512:]
+    st = V.layer_errors(cal, w, 4, 32, n_grid=5, x_eval=held)
+    same = V.layer_errors(cal, w, 4, 32, n_grid=5)
+    spec = V.int_spec(4, 32)
+    rtn = torch.from_numpy(formats.roundtrip(w.numpy(), spec, **spec.options))
+    direct = float(torch.linalg.norm(held @ (w - rtn).T) / torch.linalg.norm(held @ w.T))
+    assert st["rtn"] == pytest.approx(direct, rel=1e-5)
+    for k in ("rtn", "awq", "gptq"):  # `fit` = the errors on the calibration tokens themselves
+        assert st["fit"][k] == pytest.approx(same[k], rel=1e-6)
+    assert st["alpha"] == same["alpha"]
+
+
+def _row(method, bits, group, ppl, kl):
+    return {"method": method, "bits": bits, "group_size": group, "bits_per_weight": float(bits) + 1,
+            "perplexity": ppl, "kl_mean": kl, "top1_agreement": 0.9, "seconds": 1.0}  # fmt: skip
+
+
+def test_partial_cache(monkeypatch, tmp_path):
+    """A cache still being written (rows in any order, some missing) is sorted, printed, and
+    compared with RTN where both rows exist."""
+    from qlab import cache
+
+    rows = [_row("gptq", 4, 32, 20.0, 0.05), _row("float", 32, None, 18.0, 0.0), _row("rtn", 4, 32, 21.0, 0.08),
+            _row("awq", 4, 32, 21.5, 0.07), _row("rtn", 3, None, 90.0, 1.2)]  # fmt: skip
+    monkeypatch.setenv("QLAB_DATA", str(tmp_path))
+    cache.save("llm_methods", rows, script="scripts/llm_methods.py")
+    got = V.methods_rows()
+    assert [(r["method"], r["bits"], r["group_size"]) for r in got] == [
+        ("float", 32, None), ("rtn", 4, 32), ("awq", 4, 32), ("gptq", 4, 32), ("rtn", 3, None)]
+    text = V.methods_text(got)
+    assert len(text.splitlines()) == 2 + len(rows) and "channel" in text
+    vs = {(r["method"], r["bits"], r["group_size"]): r for r in V.versus_rtn(got)}
+    assert len(vs) == 8
+    assert vs[("gptq", 4, 32)]["beats_ppl"] and vs[("gptq", 4, 32)]["beats_kl"]
+    assert not vs[("awq", 4, 32)]["beats_ppl"] and vs[("awq", 4, 32)]["beats_kl"]  # 21.5 > 21.0, 0.07 < 0.08
+    assert vs[("awq", 3, None)]["missing"] == ["awq"] and vs[("gptq", 3, 32)]["missing"] == ["rtn", "gptq"]
