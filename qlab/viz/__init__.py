@@ -9,6 +9,7 @@ from .granularity import granularity_panel, granularity_state
 from .linear import linear_panel, linear_state
 from .lowbits import lowbits_panel, lowbits_state
 from .numberline import format_facts, grid, numberline_panel, numberline_state
+from .outliers import int8_decomposition_state, smoothquant_panel, smoothquant_state
 from .pareto import pareto_front, plot_pareto
 from .plots import plot_error_histogram
 from .ptq import observer_panel, observer_state
@@ -24,4 +25,5 @@ __all__ = [
     "layer_panel", "layer_errors", "capture_layer", "methods_rows", "methods_text",
     "observer_panel", "observer_state", "token_panel", "token_state", "ste_panel", "ste_state",
     "deploy_panel", "deploy_state", "lowbits_panel", "lowbits_state",
+    "smoothquant_panel", "smoothquant_state", "int8_decomposition_state",
 ]  # fmt: skip
