@@ -35,7 +35,10 @@ UNIFORM = [
     ("tq1_0", "tq1_0", "ternary, 1.6875 bits/weight (5 trits per byte)"),
     ("int2 g32", ("int2", G32), "2-bit asymmetric integer (4 levels) per 32"),
 ]
-CANDIDATES = ("q8_0", "q6_k", "q4_k", "q3_k", "q2_k")
+# llama.cpp's K-quants need 256-wide rows: on SmolLM2's 576-wide rows q6_k/q4_k/q3_k/q2_k are stored as
+# q8_0/q5_0/q4_0/q4_0, so below q3_k's size only q2_k (catastrophic) was cheaper and the mix at q3_k's
+# budget could only return uniform q3_k. int3 g32 (4.25 bits, fits every row) gives it a 3-bit option.
+CANDIDATES = ("q8_0", "q6_k", "q4_k", "q3_k", "q2_k", ("int3", G32))
 
 
 def main() -> None:
@@ -45,7 +48,7 @@ def main() -> None:
     ap.add_argument("--by", default="type", help="sensitivity groups: module, block or type (one format each)")
     args = ap.parse_args()
     window, windows = (64, 1) if args.quick else (512, 16)
-    sens = {"window": 32 if args.quick else 128, "windows": 1, "by": args.by}
+    sens = {"window": 32 if args.quick else 128, "windows": 1 if args.quick else 2, "by": args.by}
     m = qlab.models.load("smollm2-135m", progress=False)
     snap = WeightSnapshot(m)
     rows: list[dict[str, Any]] = []
@@ -62,7 +65,8 @@ def main() -> None:
                             params={"model": "smollm2-135m", "window": window, "windows": windows,
                                     "sensitivity": {**sens, "text": "calibration_text()"},
                                     "wanda": {"seq_len": 512, "n_seq": 8, "text": "calibration_text()"},
-                                    "candidates": list(CANDIDATES)})  # fmt: skip
+                                    "candidates": [str(c) if isinstance(c, str) else [c[0], c[1]]
+                                                   for c in CANDIDATES]})  # fmt: skip
         snap.restore(m)
 
     def fallbacks(rep: Any) -> str:
@@ -77,10 +81,10 @@ def main() -> None:
     sensitivity: dict[str, Any] | None = None
 
     def mixed(base: str) -> None:
-        # one sensitivity scan (on calibration_text) shared by every budget
+        # one sensitivity scan (on calibration_text) shared by every budget; base: a UNIFORM row name
         nonlocal sensitivity
         t = time.time()
-        budget = uniform_bytes(m, base)
+        budget = uniform_bytes(m, next(u[1] for u in UNIFORM if u[0] == base))
         res = mixed_precision(m, budget, CANDIDATES, sensitivity, **sens)
         sensitivity = res.sensitivity
         rep = quantize_model(m, res.recipe, source=snap)
@@ -102,7 +106,7 @@ def main() -> None:
     stages = [
         ("f32", lambda: record("f32", "reference", quantize_model(m, "f32"), "float reference")),
         ("q3_k", lambda: uniform("q3_k")), ("q2_k", lambda: uniform("q2_k")),
-        ("int2 g32", lambda: uniform("int2 g32")), ("mixed @ q3_k bytes", lambda: mixed("q3_k")),
+        ("int2 g32", lambda: uniform("int2 g32")), ("mixed @ int3 g32 bytes", lambda: mixed("int3 g32")),
         ("2:4 wanda", lambda: sparse("wanda", None)), ("2:4 magnitude", lambda: sparse("magnitude", None)),
         ("tq1_0", lambda: uniform("tq1_0")), ("q4_k", lambda: uniform("q4_k")),
         ("mixed @ q4_k bytes", lambda: mixed("q4_k")), ("2:4 wanda + q4_k", lambda: sparse("wanda", "q4_k")),
