@@ -1,7 +1,7 @@
 """RTN vs AWQ vs GPTQ on SmolLM2-135M at 4 and 3 bits, per group of 32 and per channel.
 
 Writes ``data/cache/llm_methods.json`` (lesson 10 reads it through
-:func:`qlab.viz.gptq.methods_table`): one row per method x bits x granularity plus the float
+:func:`qlab.viz.gptq.methods_rows` and :func:`qlab.viz.gptq.methods_text`): one row per method x bits x granularity plus the float
 model, each with
 
 * ``bits_per_weight``: bits per quantized weight, scales and zero-points included
