@@ -32,8 +32,7 @@ from torch import nn
 
 from .. import formats
 from ..analysis.error import error_stats
-from ..backends.bitsandbytes.simulate import BNB_INV_127_SQ, int8_weight, outlier_columns
-from ..formats import roundtrip
+from ..backends.bitsandbytes.simulate import int8_weight, llm_int8_linear, outlier_columns
 from . import _layers as L
 from ._report import PipelineReport
 from .calibration import batches, feed
@@ -42,24 +41,9 @@ from .recipes import torch_module
 
 
 def llm_int8_matmul(x: torch.Tensor, w_hat: torch.Tensor, bias: torch.Tensor | None, threshold: float) -> torch.Tensor:
-    """``llm_int8_linear(x, w, bias, threshold)`` given ``w_hat = int8_weight(w)``: the same steps
-    (2-4 of :mod:`qlab.backends.bitsandbytes.simulate`) in the same float order, so bit-identical."""
-    shape = x.shape
-    a = x.detach().reshape(-1, shape[-1]).float()
-    a16 = a.to(torch.float16).float()  # bnb casts the input to fp16 before quantizing it
-    big = a16.abs() >= threshold  # outliers are zeroed before the per-token absmax is taken
-    outliers = big.any(0)
-    a16 = a16.masked_fill(big, 0.0)
-    a_hat = torch.from_numpy(roundtrip(a16.numpy(), "int8", symmetric=True, granularity="channel"))
-    if a.shape[0] > 1:
-        a_hat[:, outliers] = 0.0
-    # int32 accumulation is exact; float64 reproduces it, then bnb's 1/127**2 constant (sic)
-    y = (a_hat.double() @ w_hat.double().T * (BNB_INV_127_SQ * 127.0**2)).float()
-    if bias is not None:
-        y = y + bias.detach().float()
-    if outliers.any():  # the 16-bit part: original input columns x dequantized weight columns
-        y = y + a[:, outliers] @ w_hat[:, outliers].T
-    return y.reshape(*shape[:-1], w_hat.shape[0])
+    """``llm_int8_linear(x, w, bias, threshold)`` given ``w_hat = int8_weight(w)`` (quantized once per
+    layer): qlab's bitsandbytes simulation itself, so the two are bit-identical by construction."""
+    return llm_int8_linear(x, None, bias, threshold, w_hat=w_hat)
 
 
 class LLMInt8Linear(nn.Linear):

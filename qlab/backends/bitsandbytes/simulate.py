@@ -43,12 +43,21 @@ def int8_weight(w: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(roundtrip(w16, "int8", symmetric=True, granularity="channel"))
 
 
-def llm_int8_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, threshold: float = 6.0) -> torch.Tensor:
-    """qlab's simulation of ``Linear8bitLt(threshold)`` on input ``x`` (any leading shape)."""
+def llm_int8_linear(
+    x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, threshold: float = 6.0,
+    w_hat: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """qlab's simulation of ``Linear8bitLt(threshold)`` on input ``x`` (any leading shape).
+
+    ``w_hat``: ``int8_weight(w)`` computed once by the caller (then ``w`` may be None), so a layer
+    that runs many batches does not re-quantize its weight on every call."""
     shape = x.shape
     a = x.detach().reshape(-1, shape[-1]).float()
     a16 = a.to(torch.float16).float()
-    w_hat = int8_weight(w)
+    if w_hat is None:
+        if w is None:
+            raise ValueError("llm_int8_linear needs the weight w or its int8 form w_hat")
+        w_hat = int8_weight(w)
     outliers = torch.zeros(a.shape[1], dtype=torch.bool)
     if threshold > 0:
         big = a16.abs() >= threshold
@@ -63,7 +72,7 @@ def llm_int8_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
         y = y + bias.detach().float()
     if outliers.any():
         y = y + a[:, outliers] @ w_hat[:, outliers].T
-    return y.reshape(*shape[:-1], w.shape[0])
+    return y.reshape(*shape[:-1], w_hat.shape[0])
 
 
 def four_bit_weight(w: np.ndarray, weights: str = "nf4", block_size: int = 64, double_quant: bool = True) -> np.ndarray:
