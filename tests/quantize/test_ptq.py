@@ -17,15 +17,7 @@ from qlab.quantize._fakequant import RangeQuantizer, RoundtripQuantizer
 from qlab.quantize.api import quantize_
 from qlab.quantize.calibration import calibration_study, digits_calibration_sets
 from qlab.quantize.configs import PTQConfig, activation_spec, weight_spec
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: one torch thread avoids contention (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.quantize._fixtures import single_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,7 @@ from qlab.quantize.api import quantize_
 from qlab.quantize.configs import PTQConfig, QATConfig
 from qlab.quantize.qat import LSQ, STEWeight
 from qlab.quantize.recipes import Spec
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.quantize._fixtures import single_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 
 @pytest.fixture(scope="module")
