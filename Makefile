@@ -1,19 +1,50 @@
 # qlab: two commands.  `make lab` opens the workbench, `make test` runs every test.
-# Both create .venv on first use and install the project with everything it needs.
+# Both create .venv on first use and install the exact environment of requirements.lock.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qlab-installed
+LOCK   := requirements.lock
 
-.PHONY: lab test install lint bench clean
+# llama-cpp-python is built from source.  These flags give a build that runs on every x86-64 CPU
+# from AVX2 up, with or without AVX-512/AMX (a -march=native build segfaults on some of them; see
+# the README, "llama.cpp build").  `make install LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON` builds a native one.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+                    -DGGML_BMI2=OFF -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF \
+                    -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_OPENMP=OFF
+LLAMA_PIN := $(shell grep -E '^llama-cpp-python==' $(LOCK))
+PIP_PIN   := $(shell grep -E '^pip==' $(LOCK))
+# extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# on a machine where plain PyPI would give the (several GB) CUDA build
+TORCH_PIP_ARGS ?=
 
-$(STAMP): pyproject.toml
+.PHONY: lab test install lint bench doctor lock clean
+
+# the build is keyed by version and flags: changing either rebuilds it, nothing else does
+LLAMA_KEY   := $(shell echo "$(LLAMA_PIN) $(LLAMA_CMAKE_ARGS)" | cksum | cut -d' ' -f1)
+LLAMA_STAMP := $(VENV)/.qlab-llama-$(LLAMA_KEY)
+
+$(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or run: make PYTHON=python3 ..."; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	# torch first and pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages)
-	$(BIN)/python -m pip install "torch==2.13.0"
-	$(BIN)/python -m pip install -e ".[test]"
+	$(PYTHON) -m venv $(VENV)
+
+$(LLAMA_STAMP): $(BIN)/python
+	$(BIN)/python -m pip install "$(PIP_PIN)"
+	# llama.cpp: always compiled here with the flags above, never taken from pip's wheel cache
+	# (a wheel built with other flags, or on another machine, is the crash this avoids)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(BIN)/python -m pip install --no-cache-dir \
+	    --no-binary llama-cpp-python --no-deps --force-reinstall "$(LLAMA_PIN)"
+	rm -f $(VENV)/.qlab-llama-*
+	echo "$(LLAMA_PIN) $(LLAMA_CMAKE_ARGS)" > $(VENV)/.qlab-llama-build
+	touch $@
+
+$(STAMP): pyproject.toml $(LOCK) $(LLAMA_STAMP)
+	$(BIN)/python -m pip install "$(PIP_PIN)"
+	# torch first: the 2.13.0 CPU build (an unpinned torch pulls several GB of CUDA packages)
+	$(BIN)/python -m pip install "torch==2.13.0" $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -r $(LOCK)
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	# headless Chromium for tests/browser: Debian's package when root with apt-get, else a note
 	bash scripts/install_browser.sh
 	touch $(STAMP)
@@ -30,8 +61,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check qlab tests benchmarks
 
+doctor: $(STAMP)
+	$(BIN)/qlab doctor
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py
+
+# regenerate requirements.lock from pyproject.toml (pip-tools); commit the result
+lock: $(STAMP)
+	LOCK_UPGRADE=$(LOCK_UPGRADE) bash scripts/lock.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
