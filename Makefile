@@ -6,12 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qlab-installed
 LOCK   := requirements.lock
 
-# llama-cpp-python is built from source.  These flags give a build that runs on every x86-64 CPU
-# from AVX2 up, with or without AVX-512/AMX (a -march=native build segfaults on some of them; see
-# the README, "llama.cpp build").  `make install LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON` builds a native one.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
-                    -DGGML_BMI2=OFF -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF \
-                    -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_OPENMP=OFF
+# llama-cpp-python is built from source by scripts/build_llama.sh, with the flags of
+# scripts/llama_cmake_args: a build that runs on every x86-64 CPU from AVX2 up, with or without
+# AVX-512/AMX (a -march=native build segfaults on some of them; README, "llama.cpp build").
+# `make install LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON` builds a native one.
+LLAMA_CMAKE_ARGS ?= $(shell cat scripts/llama_cmake_args)
 LLAMA_PIN := $(shell grep -E '^llama-cpp-python==' $(LOCK))
 PIP_PIN   := $(shell grep -E '^pip==' $(LOCK))
 # extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
@@ -30,12 +29,8 @@ $(BIN)/python:
 
 $(LLAMA_STAMP): $(BIN)/python
 	$(BIN)/python -m pip install "$(PIP_PIN)"
-	# llama.cpp: always compiled here with the flags above, never taken from pip's wheel cache
-	# (a wheel built with other flags, or on another machine, is the crash this avoids)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(BIN)/python -m pip install --no-cache-dir \
-	    --no-binary llama-cpp-python --no-deps --force-reinstall "$(LLAMA_PIN)"
-	rm -f $(VENV)/.qlab-llama-*
-	echo "$(LLAMA_PIN) $(LLAMA_CMAKE_ARGS)" > $(VENV)/.qlab-llama-build
+	LLAMA_CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" bash scripts/build_llama.sh $(BIN)/python
+	rm -f $(VENV)/.qlab-llama-[0-9]*
 	touch $@
 
 $(STAMP): pyproject.toml $(LOCK) $(LLAMA_STAMP)

@@ -3,7 +3,10 @@
 from importlib import import_module
 from typing import Any
 
-from . import formats
+from . import (
+    _offline,  # noqa: F401  (first: no library reaches for a model hub)
+    formats,
+)
 from .formats import roundtrip
 
 __version__ = "0.1.0"

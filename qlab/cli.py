@@ -12,6 +12,9 @@ table); ``--backend torch_native|onnxruntime|bitsandbytes|all`` prints the backe
 model (each runtime's own quantization schemes: bytes, accuracy, latency as a ratio to the float
 model) and writes its bar plot.
 
+``qlab doctor`` checks the install (package versions against ``requirements.lock``, CPU features,
+the llama.cpp build flags, a smoke test of every runtime), one line per check with the fix.
+
 ``qlab quantize --model smollm2-135m --recipe q4_k_m`` prints the per-tensor report of one recipe
 (format asked for and used, llama.cpp's fallbacks, bytes, SQNR).
 """
@@ -54,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--cache-dir", default=None, help="result cache (default $QLAB_CACHE or ~/.cache/qlab)")
     c.add_argument("--no-cache", action="store_true", help="measure everything again, store nothing")
     c.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+
+    d = sub.add_parser("doctor", help="check the install: versions vs the lock, CPU, runtimes, smoke tests")
+    d.add_argument("--no-smoke", action="store_true", help="skip the smoke tests of the runtimes (instant)")
 
     q = sub.add_parser("quantize", help="per-tensor report of one recipe (formats used, fallbacks, SQNR)")
     q.add_argument("--model", default="smollm2-135m")
@@ -126,11 +132,17 @@ def _quantize(a: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(a: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor(smoke=not a.no_smoke)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qlab`` console script."""
     a = _parser().parse_args(argv)
     try:
-        return {"compare": _compare, "quantize": _quantize}[a.command](a)
+        return {"compare": _compare, "quantize": _quantize, "doctor": _doctor}[a.command](a)
     except (ValueError, FileNotFoundError) as e:
         print(f"qlab {a.command}: error: {e}", file=sys.stderr)
         return 2

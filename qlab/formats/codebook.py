@@ -302,6 +302,15 @@ class BnbCodebook4bit(Format):
         nbytes = sum(int(p.nbytes) for p in parts.values())
         return Encoded(self.name, shape, parts, nbytes, dict(opts))
 
+    def block_absmax(self, enc: Encoded) -> np.ndarray:
+        """The float32 absmax of every block, as decoding uses it (double quantization undone)."""
+        p = enc.parts
+        if enc.options["double_quant"]:
+            absmax = dequantize_8bit_blockwise(p["absmax"], p["absmax_scale"])
+            absmax += p["absmax_offset"].astype(F32)
+            return absmax
+        return np.asarray(p["absmax"], dtype=F32)
+
     def _decode(self, enc: Encoded) -> np.ndarray:
         bs = enc.options["block_size"]
         p = enc.parts
@@ -309,11 +318,7 @@ class BnbCodebook4bit(Format):
         if p["codes"].size * 2 != n or p["absmax"].size * bs != n:
             # the numba kernel does not bounds-check: refuse inconsistent parts up front
             raise ValueError(f"{self.name}: parts do not match shape {enc.shape} and block size {bs}")
-        if enc.options["double_quant"]:
-            absmax = dequantize_8bit_blockwise(p["absmax"], p["absmax_scale"])
-            absmax += p["absmax_offset"].astype(F32)
-        else:
-            absmax = p["absmax"]
+        absmax = self.block_absmax(enc)
         out = np.empty(enc.shape, dtype=F32)
         _decode4(
             p["codes"].reshape(-1, bs // 2),

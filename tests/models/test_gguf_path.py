@@ -123,16 +123,16 @@ def test_tiny_gguf_logits_match_llama_cpp(tmp_path):
     All tensors and the KV cache F32, so llama.cpp does not round activations (it does for
     quantized weights and, by default, an F16 KV cache);
     a wrong Q/K permutation or RoPE layout would differ by O(10) here."""
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the [llama] extra")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from qlab.backends.llamacpp.isolate import stream
     path, _ = write_tiny_llama(tmp_path / "tiny-f32.gguf", dict.fromkeys([*QTYPES, "token_embd"], "f32"))
     m = load(path, progress=False)
     ids = [int(i) for i in np.random.default_rng(1).integers(0, 256, 48)]
     with torch.inference_mode():
         ours = m.model(torch.tensor([ids])).logits[0].numpy()
     # F32 KV cache too (llama.cpp's default stores K and V as F16)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1, type_k=0, type_v=0)
-    llm.eval(ids)
-    theirs = np.array(llm.scores[: len(ids)], np.float32)
+    # (in llama.cpp's child process: n_ctx = n_batch = 64, one thread)
+    [theirs] = stream("logits", str(path), np.array([ids]), 64, threads=1, type_k=0, type_v=0)
     np.testing.assert_allclose(ours, theirs, atol=1e-4 * np.abs(theirs).max())
     assert (ours.argmax(-1) == theirs.argmax(-1)).all()
 

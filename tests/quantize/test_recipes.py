@@ -4,7 +4,6 @@ the llama.cpp bundled with llama-cpp-python, on the SmolLM2 GGUF) must equal ``r
 
 from __future__ import annotations
 
-import ctypes
 import re
 
 import pytest
@@ -17,27 +16,17 @@ _LINE = re.compile(r"\]\s+(\S+)\s+- \[[^\]]*\], type =\s+(\w+),[^(\n]*(?:\((\w+)
 
 
 def llama_cpp_types(gguf_path, ftype: str) -> dict[str, str]:
-    """{tensor name: target type} from llama.cpp's own quantizer (dry run: nothing is written)."""
+    """{tensor name: target type} from llama.cpp's own quantizer (dry run: nothing is written),
+    run in a child process."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    from llama_cpp import _logger
+    from qlab.backends.llamacpp.isolate import call
 
-    lines: list[str] = []
-
-    @llama_cpp.llama_log_callback
-    def collect(level, text, user_data):
-        lines.append(text.decode(errors="replace"))
-
-    p = llama_cpp.llama_model_quantize_default_params()
-    p.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}")
-    p.allow_requantize = True  # the published file is Q4_1 already
-    p.dry_run = True
-    p.nthread = 1
-    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
-    try:
-        rc = llama_cpp.llama_model_quantize(str(gguf_path).encode(), b"unused.gguf", ctypes.byref(p))
-    finally:
-        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    ftype_id = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}")
+    # allow_requantize: the published file is Q4_1 already
+    rc, lines = call("model_quantize", str(gguf_path), "unused.gguf", ftype_id, nthread=1,
+                     allow_requantize=True, dry_run=True)
     assert rc == 0
+    lines = [line + "\n" for line in lines]
     out = {}
     for m in _LINE.finditer("".join(lines)):
         name, old, new = m.groups()

@@ -16,7 +16,15 @@ real modules to. The package is named after the library it drives; inside it
 """
 
 from .linear import BACKEND, DEVICES, FORMATS, check_device, quantize, quantized_linear
-from .simulate import BNB_INV_127_SQ, four_bit_weight, int8_weight, llm_int8_linear, outlier_columns, simulate
+from .simulate import (
+    BNB_INV_127_SQ,
+    cpu_bf16_kernel,
+    four_bit_weight,
+    int8_weight,
+    llm_int8_linear,
+    outlier_columns,
+    simulate,
+)
 
 __all__ = [
     "BACKEND",
@@ -24,6 +32,7 @@ __all__ = [
     "DEVICES",
     "FORMATS",
     "check_device",
+    "cpu_bf16_kernel",
     "four_bit_weight",
     "int8_weight",
     "llm_int8_linear",

@@ -1,9 +1,18 @@
 """qlab's simulations of bitsandbytes' ``Linear8bitLt`` and ``Linear4bit``.
 
 4-bit: qlab's ``nf4`` / ``fp4_bnb`` formats are bit-exact with bitsandbytes' CPU quantizer
-(:mod:`qlab.formats.codebook`), ``double_quant=True`` being ``compress_statistics``. A
-``Linear4bit`` computing in float32 is therefore ``F.linear(x, roundtrip(w, "nf4", ...), b)``
-up to float32 summation order.
+(:mod:`qlab.formats.codebook`), ``double_quant=True`` being ``compress_statistics``. What
+``Linear4bit`` then computes on the CPU depends on the CPU (bitsandbytes 0.50):
+
+* without AVX512-BF16: dequantize, then a float32 matmul --
+  ``F.linear(x, roundtrip(w, "nf4", ...), b)`` up to float32 summation order;
+* with AVX512-BF16 (``bitsandbytes.functional.has_avx512bf16()``; Sapphire Rapids, Zen 4 and
+  later), in inference (eval mode, no grad) the weight is repacked on the first call and a fused
+  kernel runs: the input is rounded to bfloat16, each weight is ``bf16(code) * bf16(absmax)``
+  (the 16 code values and the dequantized block absmax, each rounded to bfloat16), products are
+  summed in float32 and the sum is rounded to bfloat16; the bias is added in float32 afterwards.
+  :func:`four_bit_weight` with ``bf16=True`` and :func:`simulate` (which detects the CPU as
+  bitsandbytes does) reproduce it to one bfloat16 rounding step (the kernel's summation order).
 
 LLM.int8() (bitsandbytes 0.50, default/CPU kernels), step by step, with qlab's ``int8``
 (symmetric, ``[-127, 127]``, ``granularity="channel"`` = one scale per row):
@@ -31,7 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...formats import roundtrip
+from ...formats import get, roundtrip
+from ...formats.base import Encoded
 from .linear import BACKEND, FORMATS
 
 BNB_INV_127_SQ = 6.200124e-05  # bitsandbytes' int8_mm_dequant constant (sic)
@@ -75,35 +85,66 @@ def llm_int8_linear(
     return y.reshape(*shape[:-1], w_hat.shape[0])
 
 
-def four_bit_weight(w: np.ndarray, weights: str = "nf4", block_size: int = 64, double_quant: bool = True) -> np.ndarray:
+def cpu_bf16_kernel() -> bool:
+    """Whether bitsandbytes' ``Linear4bit`` runs its bfloat16 CPU kernel on this machine in inference
+    (its own test: ``bitsandbytes.functional.has_avx512bf16()``); False without bitsandbytes."""
+    try:
+        from bitsandbytes.functional import has_avx512bf16
+    except ImportError:  # pragma: no cover - depends on the install
+        return False
+    return bool(has_avx512bf16())
+
+
+def four_bit_weight(
+    w: np.ndarray, weights: str = "nf4", block_size: int = 64, double_quant: bool = True, bf16: bool = False
+) -> np.ndarray:
     """The weight ``Linear4bit`` multiplies with: qlab's ``nf4`` / ``fp4_bnb`` codec, whose blocks
     follow rows (bitsandbytes cuts them from the flattened weight: the same blocks when a row
-    holds whole blocks, the only case :mod:`.linear` quantizes)."""
-    fmt = "fp4_bnb" if weights == "fp4" else weights
-    return roundtrip(w, fmt, block_size=block_size, double_quant=double_quant)
+    holds whole blocks, the only case :mod:`.linear` quantizes). ``bf16=True``: the weight of the
+    AVX512-BF16 kernel, ``bf16(code) * bf16(absmax)`` computed in float32 (module docstring)."""
+    fmt = get("fp4_bnb" if weights == "fp4" else weights)
+    enc = fmt.encode(w, block_size=block_size, double_quant=double_quant)
+    if not bf16:
+        return fmt.decode(enc)
+    # the code value of every weight: decode the same codes with every block absmax = 1
+    unit = Encoded(enc.format, enc.shape, {"codes": enc.parts["codes"],
+                                           "absmax": np.ones(enc.size // block_size, np.float32)},
+                   enc.nbytes, {**enc.options, "double_quant": False})  # fmt: skip
+    codes = torch.from_numpy(fmt.decode(unit)).reshape(-1, block_size)
+    absmax = torch.from_numpy(fmt.block_absmax(enc))[:, None]
+    bf = torch.bfloat16
+    return (codes.to(bf).float() * absmax.to(bf).float()).reshape(enc.shape).numpy()
 
 
 class _SimLinear(nn.Module):
-    def __init__(self, lin: nn.Linear, weights: str, threshold: float, block_size: int, double_quant: bool) -> None:
+    def __init__(
+        self, lin: nn.Linear, weights: str, threshold: float, block_size: int, double_quant: bool, bf16: bool
+    ) -> None:
         super().__init__()
-        self.weights, self.threshold = weights, threshold
+        self.weights, self.threshold, self.bf16 = weights, threshold, bf16 and weights != "int8"
         w = lin.weight.detach().float()
         if weights != "int8":
-            w = torch.from_numpy(four_bit_weight(w.numpy(), weights, block_size, double_quant))
+            w = torch.from_numpy(four_bit_weight(w.numpy(), weights, block_size, double_quant, self.bf16))
         self.weight = nn.Parameter(w, requires_grad=False)
         self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weights == "int8":
             return llm_int8_linear(x, self.weight, self.bias, self.threshold)
+        if self.bf16:  # the AVX512-BF16 kernel: bf16 input, float32 sums rounded to bf16, then + bias
+            y = nn.functional.linear(x.to(torch.bfloat16).float(), self.weight).to(torch.bfloat16).float()
+            return y if self.bias is None else y + self.bias
         return nn.functional.linear(x, self.weight, self.bias)
 
 
 def simulate(
     m: Any, weights: str = "nf4", threshold: float = 6.0, block_size: int = 64, compress_statistics: bool = True,
+    bf16: bool | None = None,
 ) -> Any:
     """A float copy of ``m`` whose ``nn.Linear`` layers compute qlab's simulation of the module
-    :func:`.linear.quantize` puts there (same arguments)."""
+    :func:`.linear.quantize` puts there (same arguments). ``bf16``: simulate the AVX512-BF16
+    CPU kernel of 4-bit layers (default: when this CPU runs it, :func:`cpu_bf16_kernel`)."""
+    bf16 = cpu_bf16_kernel() if bf16 is None else bf16
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise ValueError(f"{BACKEND}: no simulation of format {weights!r}; it supports {', '.join(FORMATS)}")
@@ -113,7 +154,7 @@ def simulate(
             continue  # kept float by quantize() too
         parent, _, attr = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
-        setattr(owner, attr, _SimLinear(getattr(owner, attr), weights, threshold, block_size, compress_statistics))
+        setattr(owner, attr, _SimLinear(getattr(owner, attr), weights, threshold, block_size, compress_statistics, bf16))
     return dataclasses.replace(m, model=model)
 
 
@@ -123,4 +164,4 @@ def outlier_columns(x: torch.Tensor, threshold: float = 6.0) -> np.ndarray:
     return torch.nonzero((a16.abs() >= threshold).any(0)).flatten().numpy()
 
 
-__all__ = ["BNB_INV_127_SQ", "four_bit_weight", "int8_weight", "llm_int8_linear", "outlier_columns", "simulate"]
+__all__ = ["BNB_INV_127_SQ", "cpu_bf16_kernel", "four_bit_weight", "int8_weight", "llm_int8_linear", "outlier_columns", "simulate"]

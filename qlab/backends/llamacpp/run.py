@@ -9,58 +9,44 @@ number is comparable with qlab's.)
 
 llama.cpp runs with its defaults otherwise (F16 KV cache, all CPU cores). Extra keyword
 arguments are passed to ``llama_cpp.Llama`` (e.g. ``type_k=0, type_v=0`` for an F32 KV cache).
+
+Every call runs llama.cpp in a child process (:mod:`.isolate`): a native crash raises
+:class:`~qlab.backends.llamacpp.isolate.LlamaCppCrash` here instead of killing the caller.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .isolate import call, stream
 from .recipe import FTYPES
 
-__all__ = ["compare", "llama_quantize", "load", "perplexity", "tokenize", "window_logits"]
+__all__ = ["compare", "llama_quantize", "perplexity", "tokenize", "window_logits"]
 
 
-def _llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "qlab.backends.llamacpp needs llama-cpp-python (pip install llama-cpp-python)"
-        ) from e
-    return llama_cpp
+def _gguf(path: str | Path, arg: str = "path") -> str:
+    """``path`` as a string, after checking that it is a GGUF file (before a child is started)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{arg}={str(path)!r}: no such GGUF file")
+    with p.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ValueError(f"{arg}={str(path)!r} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+    return str(p)
 
 
-def load(path: str | Path, window: int = 512, **llama_kwargs: Any) -> Any:
-    """A ``llama_cpp.Llama`` on ``path`` set up to return the logits of every position of a
-    ``window``-token batch (``logits_all``, ``n_ctx = n_batch = n_ubatch = window``)."""
-    llama_cpp = _llama_cpp()
-    threads = os.cpu_count() or 1
-    kw: dict[str, Any] = dict(
-        n_ctx=window, n_batch=window, n_ubatch=window, logits_all=True,
-        n_threads=threads, n_threads_batch=threads, verbose=False,
-    )  # fmt: skip
-    kw.update(llama_kwargs)
-    return llama_cpp.Llama(model_path=str(path), **kw)
-
-
-def tokenize(llm: Any, text: str, add_bos: bool = False) -> list[int]:
-    """llama.cpp's tokens for ``text`` (``llm`` is a ``Llama`` or a GGUF path); no BOS by default.
+def tokenize(path: str | Path, text: str, add_bos: bool = False) -> list[int]:
+    """llama.cpp's tokens for ``text`` with the tokenizer of the GGUF ``path``; no BOS by default.
     Special-token text (``<|im_start|>``) is tokenized as plain text, as transformers does."""
-    if isinstance(llm, str | Path):
-        with contextlib.redirect_stderr(io.StringIO()):  # a vocab-only context warns about n_ctx
-            llm = _llama_cpp().Llama(model_path=str(llm), vocab_only=True, verbose=False)
-    return list(llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False))
+    return call("tokenize", _gguf(path), [text], add_bos)[0]
 
 
-def _first_tokens(llm: Any, text: str, need: int) -> np.ndarray:
+def _first_tokens(path: str, text: str, need: int) -> np.ndarray:
     """The first ``need`` tokens of ``text`` without tokenizing all of it (WikiText-2 is 1.3 MB).
 
     BPE works inside pre-tokenizer chunks (words, runs of spaces, digits), so the tokens of a
@@ -69,7 +55,7 @@ def _first_tokens(llm: Any, text: str, need: int) -> np.ndarray:
     """
     chars = 8 * need + 1024
     while True:
-        toks = tokenize(llm, text[:chars])
+        toks = call("tokenize", path, [text[:chars]])[0]
         if chars >= len(text) or len(toks) >= need + 64:
             break
         chars *= 2
@@ -86,37 +72,20 @@ def _nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return lse - x[np.arange(len(targets)), targets]
 
 
-def _run_windows(llm: Any, ids: np.ndarray) -> Iterator[np.ndarray]:
+def _run_windows(path: str, ids: np.ndarray, window: int, **llama_kwargs: Any) -> Iterator[np.ndarray]:
     """Logits float32 ``(window, vocab)`` of each row of ``ids``, each from an empty KV cache."""
-    for row in ids:
-        llm.reset()  # n_tokens = 0: eval() clears the KV cache from position 0
-        llm.eval([int(t) for t in row])
-        yield np.array(llm.scores[: len(row)], dtype=np.float32)
-
-
-@contextlib.contextmanager
-def _opened(path: str | Path | Any, window: int, **llama_kwargs: Any) -> Iterator[Any]:
-    """A ``Llama`` for ``path`` (closed afterwards), or ``path`` itself if it already is one."""
-    if hasattr(path, "eval"):
-        yield path
-        return
-    llm = load(path, window, **llama_kwargs)
-    try:
-        yield llm
-    finally:
-        llm.close()
+    return stream("logits", path, np.ascontiguousarray(ids, dtype=np.int64), window, **llama_kwargs)
 
 
 def window_logits(
-    path: str | Path | Any, text: str, window: int = 512, windows: int = 16, **llama_kwargs: Any
+    path: str | Path, text: str, window: int = 512, windows: int = 16, **llama_kwargs: Any
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(tokens int64 (window,), logits float32 (window, vocab))`` for each window, from
-    llama.cpp. ``path`` may also be a ``Llama`` made by :func:`load` with the same ``window``."""
+    """Yield ``(tokens int64 (window,), logits float32 (window, vocab))`` for each window, from llama.cpp."""
     if window < 2 or windows < 1:
         raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
-    with _opened(path, window, **llama_kwargs) as llm:
-        ids = _first_tokens(llm, text, window * windows).reshape(windows, window)
-        yield from zip(ids, _run_windows(llm, ids), strict=True)
+    gguf = _gguf(path)
+    ids = _first_tokens(gguf, text, window * windows).reshape(windows, window)
+    yield from zip(ids, _run_windows(gguf, ids, window, **llama_kwargs), strict=True)
 
 
 def perplexity(
@@ -142,13 +111,12 @@ def compare(path: str | Path, ref: Any, **llama_kwargs: Any) -> dict[str, float]
 
     ids = ref.ids.numpy()
     kls, sames, nlls = [], [], []
-    with _opened(path, ref.window, **llama_kwargs) as llm:
-        for w, logits in enumerate(_run_windows(llm, ids)):
-            lq = torch.log_softmax(torch.from_numpy(logits[:-1]), dim=-1)
-            lp = ref.logprobs[w].float()
-            kls.append((lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0))
-            sames.append(lp.argmax(-1) == lq.argmax(-1))
-            nlls.append(-lq.gather(1, ref.ids[w, 1:, None])[:, 0])
+    for w, logits in enumerate(_run_windows(_gguf(path), ids, ref.window, **llama_kwargs)):
+        lq = torch.log_softmax(torch.from_numpy(logits[:-1]), dim=-1)
+        lp = ref.logprobs[w].float()
+        kls.append((lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0))
+        sames.append(lp.argmax(-1) == lq.argmax(-1))
+        nlls.append(-lq.gather(1, ref.ids[w, 1:, None])[:, 0])
     ppl = float(torch.stack(nlls).double().mean().exp())
     out = {"perplexity": ppl, "reference_perplexity": ref.perplexity, "delta_perplexity": ppl - ref.perplexity}
     out.update(summarize(torch.stack(kls), torch.stack(sames)))
@@ -164,18 +132,11 @@ def llama_quantize(
     ``ftype`` is a preset name (``"q4_k_m"``, ``"q8_0"`` ...); ``pure=True`` writes every tensor in
     the preset's base type (llama-quantize ``--pure``: no Q6_K output, no mix, no fallback).
     """
-    llama_cpp = _llama_cpp()
     key = ftype.lower()
     if key not in FTYPES:
         raise ValueError(f"unknown llama.cpp ftype {ftype!r}; known: {', '.join(FTYPES)}")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = FTYPES[key]
-    params.pure = pure
-    params.nthread = nthread
-    log = io.StringIO()  # llama-cpp-python routes llama.cpp's log (a line per tensor) to sys.stderr
-    with contextlib.redirect_stderr(log):
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    rc, log = call("model_quantize", _gguf(src, "src"), str(dst), FTYPES[key], pure=pure, nthread=nthread)
     if rc != 0:
-        tail = "\n".join(log.getvalue().splitlines()[-5:])
+        tail = "\n".join(log[-5:])
         raise RuntimeError(f"llama_model_quantize({src}, {dst}, {ftype}) failed with code {rc}:\n{tail}")
     return Path(dst)

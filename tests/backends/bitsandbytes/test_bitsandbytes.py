@@ -29,6 +29,7 @@ DEVICES = [
 
 
 _IO: dict[str, torch.Tensor] = {}
+QUERY = "encoder.layer.1.attention.self.query"
 
 
 def _layer_io(m: Any, path: str, n: int = 8) -> tuple[torch.nn.Linear, torch.Tensor]:
@@ -48,7 +49,7 @@ def _layer_io(m: Any, path: str, n: int = 8) -> tuple[torch.nn.Linear, torch.Ten
 def test_linear4bit_is_qlab_codebook_format(minilm: Any, fmt: str, double_quant: bool, device: str) -> None:
     from bitsandbytes.functional import dequantize_4bit
 
-    lin, x = _layer_io(minilm, "encoder.layer.1.attention.self.query")
+    lin, x = _layer_io(minilm, QUERY)
     q = bnbb.quantized_linear(lin, fmt, device, compress_statistics=double_quant)
     assert type(q).__name__ == "Linear4bit" and q.weight.dtype == torch.uint8
     w_hat = roundtrip(lin.weight.detach().numpy(), "nf4" if fmt == "nf4" else "fp4_bnb", block_size=64,
@@ -58,11 +59,40 @@ def test_linear4bit_is_qlab_codebook_format(minilm: Any, fmt: str, double_quant:
         np.testing.assert_array_equal(stored, w_hat)  # qlab's codec is bit-exact with bnb's CPU kernels
     else:  # the CUDA quantizer picks codes by a search tree: equal except at code midpoints
         assert (stored != w_hat).mean() < 1e-4
+    bf16 = device == "cpu" and bnbb.cpu_bf16_kernel()
     with torch.inference_mode():
         y = q(x.to(device)).cpu()
-        y_sim = torch.nn.functional.linear(x, torch.from_numpy(w_hat), lin.bias)
-    # float32 compute on the same weights: summation order only
-    assert (y - y_sim).abs().max().item() <= 1e-5 * y.abs().max().item() + 1e-6
+    assert_linear4bit_output(y, x, lin, fmt, double_quant, bf16)
+    # the whole-model simulation (which detects the CPU's kernel as bitsandbytes does) computes it too
+    sim = bnbb.simulate(minilm, fmt, compress_statistics=double_quant).model.get_submodule(QUERY)
+    with torch.inference_mode():
+        assert_linear4bit_output(sim(x), x, lin, fmt, double_quant, bf16)
+
+
+def assert_linear4bit_output(y: torch.Tensor, x: torch.Tensor, lin: torch.nn.Linear, fmt: str, double_quant: bool,
+                             bf16: bool) -> None:
+    """``Linear4bit``'s output ``y`` against qlab's simulation of the kernel that computed it."""
+    w_sim = torch.from_numpy(bnbb.four_bit_weight(lin.weight.detach().numpy(), fmt, 64, double_quant, bf16=bf16))
+    with torch.inference_mode():
+        if not bf16:
+            # float32 compute on the same weights: summation order only
+            y_sim = torch.nn.functional.linear(x, w_sim, lin.bias)
+            assert (y - y_sim).abs().max().item() <= 1e-5 * y.abs().max().item() + 1e-6
+            return
+        # AVX512-BF16 kernel: the same bfloat16 inputs and weights, float32 sums rounded to
+        # bfloat16, + bias in float32. Only the summation order differs, so each float32 sum is
+        # within gamma * S of the exact one (Higham's bound: gamma = K * 2**-24 for K terms,
+        # S = sum |x_i * w_i|) and after rounding to bfloat16 (a step of 2**-7 relative: 8
+        # significand bits) the two agree except near a rounding boundary, where they are one step
+        # apart. Tolerance: 2 gamma S + one step (+ the float32 rounding of adding the bias).
+        xb = x.to(torch.bfloat16).float()
+        acc = torch.nn.functional.linear(xb, w_sim)
+        y_sim = acc.to(torch.bfloat16).float() + lin.bias.detach()
+        gamma_s = 2 * x.shape[-1] * 2.0**-24 * torch.nn.functional.linear(xb.abs(), w_sim.abs())
+        step = torch.exp2(torch.floor(torch.log2((acc.abs() + gamma_s).clamp_min(2**-126))) - 7)
+        diff = y - y_sim
+        assert (diff.abs() <= gamma_s + step + 2.0**-23 * y.abs()).all(), (diff.abs() / step).max()
+        assert (diff != 0).float().mean().item() < 0.05
 
 
 @pytest.mark.parametrize("device", DEVICES)

