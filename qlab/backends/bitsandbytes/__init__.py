@@ -15,7 +15,16 @@ real modules to. The package is named after the library it drives; inside it
 ``import bitsandbytes`` is the real library (absolute imports).
 """
 
-from .linear import BACKEND, DEVICES, FORMATS, check_device, quantize, quantized_linear
+from .linear import (
+    BACKEND,
+    CPU_KERNELS,
+    DEVICES,
+    FORMATS,
+    check_cpu_kernel,
+    check_device,
+    quantize,
+    quantized_linear,
+)
 from .simulate import (
     BNB_INV_127_SQ,
     cpu_bf16_kernel,
@@ -29,8 +38,10 @@ from .simulate import (
 __all__ = [
     "BACKEND",
     "BNB_INV_127_SQ",
+    "CPU_KERNELS",
     "DEVICES",
     "FORMATS",
+    "check_cpu_kernel",
     "check_device",
     "cpu_bf16_kernel",
     "four_bit_weight",

@@ -10,7 +10,11 @@
 * ``"nf4"`` / ``"fp4"`` -- ``Linear4bit`` (QLoRA, Dettmers et al. 2023, arXiv:2305.14314):
   weights as 4-bit codebook indices with one absmax per ``block_size`` (64) values; with
   ``compress_statistics=True`` ("double quantization") the absmax are themselves stored in
-  8 bits per block of 256. Each call dequantizes and multiplies in ``compute_dtype`` (float32).
+  8 bits per block of 256. Each call dequantizes and multiplies in ``compute_dtype`` (float32)
+  -- except on CPUs with AVX512-BF16, where bitsandbytes 0.50 runs a fused bfloat16 kernel in
+  inference (:mod:`.simulate` says exactly what it computes). ``cpu_kernel="float32"`` keeps
+  bitsandbytes on its float32 CPU path on every CPU (the lessons use it, so that their printed
+  numbers are the same on every machine); ``"auto"`` (default) leaves the choice to bitsandbytes.
 
 Quantization happens when the parameter is moved to its device (``.to("cpu")`` or
 ``.to("cuda")``), exactly as in bitsandbytes' own examples. On CUDA the same modules run
@@ -33,6 +37,8 @@ from ..compare import BackendModel, saved_bytes, state_bytes
 BACKEND = "bitsandbytes"
 FORMATS = ("int8", "nf4", "fp4")
 DEVICES = ("cpu", "cuda")
+CPU_KERNELS = ("auto", "float32")
+BF16_BLOCK_N = 32  # the bfloat16 CPU kernel repacks the weight in tiles of 32 output rows
 
 # MatMul8bitLt logs a warning on every call whose input is not float16 ("inputs will be cast
 # from float32 to float16 during quantization"): that cast is the scheme (see simulate.py),
@@ -56,13 +62,22 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
+def check_cpu_kernel(cpu_kernel: str) -> str:
+    """``"auto"`` (bitsandbytes picks: bfloat16 on AVX512-BF16 CPUs) or ``"float32"`` (always)."""
+    if cpu_kernel not in CPU_KERNELS:
+        raise ValueError(f"{BACKEND}: cpu_kernel must be one of {CPU_KERNELS}, got {cpu_kernel!r}")
+    return cpu_kernel
+
+
 def quantized_linear(
     lin: nn.Linear, weights: str, device: str | torch.device = "cpu", threshold: float = 6.0,
-    block_size: int = 64, compress_statistics: bool = True,
+    block_size: int = 64, compress_statistics: bool = True, cpu_kernel: str = "auto",
 ) -> nn.Module:
-    """One bitsandbytes module holding ``lin``'s weights, quantized on ``device``."""
+    """One bitsandbytes module holding ``lin``'s weights, quantized on ``device``. ``cpu_kernel``:
+    see the module docstring (4-bit layers only)."""
     import bitsandbytes as bnb
 
+    check_cpu_kernel(cpu_kernel)
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise _unsupported(weights)
@@ -72,6 +87,12 @@ def quantized_linear(
             f"cannot be held in {weights}: bitsandbytes 0.50's CPU dequantize kernel indexes the absmax per "
             f"row (row * (in_features // block_size) + col // block_size) while blocks are cut from the "
             f"flattened weight, so such a layer decodes with the wrong scales"
+        )
+    if weights != "int8" and _runs_bf16_kernel(torch.device(device), cpu_kernel) and lin.out_features % BF16_BLOCK_N:
+        raise ValueError(
+            f"{BACKEND}: a Linear with out_features={lin.out_features} (not a multiple of {BF16_BLOCK_N}) cannot run "
+            f"bitsandbytes 0.50's bfloat16 CPU kernel, which this CPU would use (its repacking asserts "
+            f"'N must be divisible by block_n' on the first call); pass cpu_kernel='float32'"
         )
     w = lin.weight.detach().to("cpu", torch.float32).clone()
     has_bias = lin.bias is not None
@@ -86,6 +107,13 @@ def quantized_linear(
         mod.weight = bnb.nn.Params4bit(w, requires_grad=False, blocksize=block_size,
                                        compress_statistics=compress_statistics, quant_type=weights,
                                        quant_storage=torch.uint8, module=mod)
+        if cpu_kernel == "float32":
+            # Linear4bit.forward takes the bf16 path only when this flag (set from
+            # has_avx512bf16() in __init__) is true; refuse a bitsandbytes that no longer has it
+            if not hasattr(mod, "support_avx512bf16_for_cpu"):
+                raise RuntimeError(f"{BACKEND} {bnb.__version__}: Linear4bit has no support_avx512bf16_for_cpu; "
+                                   "cpu_kernel='float32' is written for bitsandbytes 0.50 (requirements.lock)")
+            mod.support_avx512bf16_for_cpu = False
     if has_bias:
         mod.bias = nn.Parameter(lin.bias.detach().to("cpu", torch.float32).clone(), requires_grad=False)
     return mod.to(device).eval()  # the move quantizes
@@ -99,6 +127,7 @@ def quantize(
     compress_statistics: bool = True,
     device: str = "cpu",
     skip: Sequence[str] = (),
+    cpu_kernel: str = "auto",
 ) -> BackendModel:
     """A copy of ``m`` whose ``nn.Linear`` layers (except names containing a ``skip`` entry)
     are bitsandbytes modules on ``device``. ``threshold`` applies to ``int8`` only (0 disables
@@ -106,11 +135,15 @@ def quantize(
 
     4-bit layers whose ``in_features`` is not a multiple of ``block_size`` (digits-cnn's 32-input
     output layer) stay float: bitsandbytes 0.50's CPU kernels decode them with the wrong scales
-    (see :func:`quantized_linear`). They are listed in ``info["float_layers"]`` and the scheme.
+    (see :func:`quantized_linear`). So do, where bitsandbytes would run its bfloat16 CPU kernel
+    (``cpu_kernel="auto"`` on an AVX512-BF16 CPU), 4-bit layers whose ``out_features`` is not a
+    multiple of 32: that kernel cannot hold them. They are listed in ``info["float_layers"]`` and
+    the scheme.
     """
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise _unsupported(weights)
+    check_cpu_kernel(cpu_kernel)
     if threshold < 0:
         raise ValueError(f"{BACKEND}: threshold must be >= 0 (0 = no outlier decomposition), got {threshold}")
     if block_size not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
@@ -120,7 +153,11 @@ def quantize(
     names = [n for n, mod in model.named_modules() if type(mod) is nn.Linear and not any(s in n for s in skip)]
     if not names:
         raise ValueError(f"{BACKEND}: {m.name} has no nn.Linear layers to replace")
-    kept = [] if weights == "int8" else [n for n in names if model.get_submodule(n).in_features % block_size]
+    bf16 = _runs_bf16_kernel(dev, cpu_kernel)
+    kept = [] if weights == "int8" else [
+        n for n in names
+        if model.get_submodule(n).in_features % block_size or (bf16 and model.get_submodule(n).out_features % BF16_BLOCK_N)
+    ]  # fmt: skip
     names = [n for n in names if n not in kept]  # see quantized_linear: rows must hold whole blocks
     if not names:
         raise ValueError(f"{BACKEND}: no Linear layer of {m.name} has in_features divisible by block_size="
@@ -129,7 +166,7 @@ def quantize(
         parent, _, attr = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
         setattr(owner, attr, quantized_linear(getattr(owner, attr), weights, dev, threshold, block_size,
-                                              compress_statistics))
+                                              compress_statistics, cpu_kernel))
     model.to(dev)
     if dev.type != "cpu":
         model = _DeviceModel(model, dev)
@@ -137,11 +174,22 @@ def quantize(
         scheme = f"LLM.int8 (threshold {threshold:g})" if threshold > 0 else "int8 vector-wise (no outliers)"
     else:
         scheme = f"{weights} block {block_size}{' + double quant' if compress_statistics else ''}"
+        scheme += " [bf16 CPU kernel]" if bf16 else ""
     scheme += "" if dev.type == "cpu" else f" [{dev.type}]"
     scheme += f" ({len(kept)} layer{'s' * (len(kept) > 1)} kept float)" if kept else ""
     loaded = dataclasses.replace(m, model=model)
     return BackendModel(BACKEND, scheme, loaded, state_bytes(model), saved_bytes(model),
-                        info={"layers": names, "float_layers": kept, "device": str(dev), "weights": weights})
+                        info={"layers": names, "float_layers": kept, "device": str(dev), "weights": weights,
+                              "cpu_kernel": cpu_kernel})
+
+
+def _runs_bf16_kernel(device: torch.device, cpu_kernel: str) -> bool:
+    """Whether bitsandbytes' 4-bit layers on ``device`` run its bfloat16 CPU kernel in inference."""
+    if device.type != "cpu" or cpu_kernel != "auto":
+        return False
+    from bitsandbytes.functional import has_avx512bf16
+
+    return bool(has_avx512bf16())
 
 
 class _DeviceModel(nn.Module):
@@ -163,4 +211,4 @@ class _DeviceModel(nn.Module):
         return out
 
 
-__all__ = ["BACKEND", "DEVICES", "FORMATS", "check_device", "quantize", "quantized_linear"]
+__all__ = ["BACKEND", "CPU_KERNELS", "DEVICES", "FORMATS", "check_cpu_kernel", "check_device", "quantize", "quantized_linear"]

@@ -42,7 +42,7 @@ from torch import nn
 
 from ...formats import get, roundtrip
 from ...formats.base import Encoded
-from .linear import BACKEND, FORMATS
+from .linear import BACKEND, BF16_BLOCK_N, FORMATS, check_cpu_kernel
 
 BNB_INV_127_SQ = 6.200124e-05  # bitsandbytes' int8_mm_dequant constant (sic)
 
@@ -139,18 +139,20 @@ class _SimLinear(nn.Module):
 
 def simulate(
     m: Any, weights: str = "nf4", threshold: float = 6.0, block_size: int = 64, compress_statistics: bool = True,
-    bf16: bool | None = None,
+    cpu_kernel: str = "auto",
 ) -> Any:
     """A float copy of ``m`` whose ``nn.Linear`` layers compute qlab's simulation of the module
-    :func:`.linear.quantize` puts there (same arguments). ``bf16``: simulate the AVX512-BF16
-    CPU kernel of 4-bit layers (default: when this CPU runs it, :func:`cpu_bf16_kernel`)."""
-    bf16 = cpu_bf16_kernel() if bf16 is None else bf16
+    :func:`.linear.quantize` puts there (same arguments): with ``cpu_kernel="auto"`` the 4-bit
+    layers follow this CPU as bitsandbytes does (the bfloat16 kernel where
+    :func:`cpu_bf16_kernel`), with ``"float32"`` the float32 path."""
+    bf16 = check_cpu_kernel(cpu_kernel) == "auto" and cpu_bf16_kernel()
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise ValueError(f"{BACKEND}: no simulation of format {weights!r}; it supports {', '.join(FORMATS)}")
     model = copy.deepcopy(m.model).eval()
     for name in [n for n, mod in model.named_modules() if type(mod) is nn.Linear]:
-        if weights != "int8" and model.get_submodule(name).in_features % block_size:
+        lin = model.get_submodule(name)
+        if weights != "int8" and (lin.in_features % block_size or (bf16 and lin.out_features % BF16_BLOCK_N)):
             continue  # kept float by quantize() too
         parent, _, attr = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model

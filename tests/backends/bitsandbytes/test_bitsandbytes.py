@@ -46,11 +46,15 @@ def _layer_io(m: Any, path: str, n: int = 8) -> tuple[torch.nn.Linear, torch.Ten
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fmt", ["nf4", "fp4"])
 @pytest.mark.parametrize("double_quant", [True, False])
-def test_linear4bit_is_qlab_codebook_format(minilm: Any, fmt: str, double_quant: bool, device: str) -> None:
+@pytest.mark.parametrize("cpu_kernel", ["auto", "float32"])
+def test_linear4bit_is_qlab_codebook_format(minilm: Any, fmt: str, double_quant: bool, device: str,
+                                            cpu_kernel: str) -> None:
+    """On the CPU, ``auto`` is bitsandbytes' own choice (the bfloat16 kernel on AVX512-BF16 CPUs,
+    else float32) and ``float32`` forces the float32 path: both against the simulation of it."""
     from bitsandbytes.functional import dequantize_4bit
 
     lin, x = _layer_io(minilm, QUERY)
-    q = bnbb.quantized_linear(lin, fmt, device, compress_statistics=double_quant)
+    q = bnbb.quantized_linear(lin, fmt, device, compress_statistics=double_quant, cpu_kernel=cpu_kernel)
     assert type(q).__name__ == "Linear4bit" and q.weight.dtype == torch.uint8
     w_hat = roundtrip(lin.weight.detach().numpy(), "nf4" if fmt == "nf4" else "fp4_bnb", block_size=64,
                       double_quant=double_quant)
@@ -59,12 +63,13 @@ def test_linear4bit_is_qlab_codebook_format(minilm: Any, fmt: str, double_quant:
         np.testing.assert_array_equal(stored, w_hat)  # qlab's codec is bit-exact with bnb's CPU kernels
     else:  # the CUDA quantizer picks codes by a search tree: equal except at code midpoints
         assert (stored != w_hat).mean() < 1e-4
-    bf16 = device == "cpu" and bnbb.cpu_bf16_kernel()
+    bf16 = device == "cpu" and cpu_kernel == "auto" and bnbb.cpu_bf16_kernel()
     with torch.inference_mode():
         y = q(x.to(device)).cpu()
     assert_linear4bit_output(y, x, lin, fmt, double_quant, bf16)
     # the whole-model simulation (which detects the CPU's kernel as bitsandbytes does) computes it too
-    sim = bnbb.simulate(minilm, fmt, compress_statistics=double_quant).model.get_submodule(QUERY)
+    sim = bnbb.simulate(minilm, fmt, compress_statistics=double_quant, cpu_kernel=cpu_kernel).model
+    sim = sim.get_submodule(QUERY)
     with torch.inference_mode():
         assert_linear4bit_output(sim(x), x, lin, fmt, double_quant, bf16)
 
@@ -169,6 +174,17 @@ def test_bad_input(minilm: Any, digits: Any) -> None:
         bnbb.quantize(digits, "int8", threshold=-1)
     with pytest.raises(ValueError, match="device"):
         bnbb.quantize(digits, "nf4", device="mps")
+    odd = torch.nn.Linear(64, 10)  # 10 outputs: not a whole tile of the bfloat16 CPU kernel
+    if bnbb.cpu_bf16_kernel():
+        with pytest.raises(ValueError, match="out_features=10 .* cpu_kernel='float32'"):
+            bnbb.quantized_linear(odd, "nf4")
+    with torch.inference_mode():  # the float32 kernel holds it on every CPU
+        assert bnbb.quantized_linear(odd, "nf4", cpu_kernel="float32")(torch.randn(3, 64)).shape == (3, 10)
+    for bad in ("bf16", "", "FLOAT32"):
+        with pytest.raises(ValueError, match=rf"cpu_kernel must be one of \('auto', 'float32'\), got '{bad}'"):
+            bnbb.quantize(digits, "nf4", cpu_kernel=bad)
+        with pytest.raises(ValueError, match="cpu_kernel"):
+            bnbb.simulate(digits, "nf4", cpu_kernel=bad)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"cuda.*is_available\(\) is False"):
             bnbb.quantize(digits, "nf4", device="cuda")

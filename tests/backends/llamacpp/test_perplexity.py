@@ -138,7 +138,15 @@ def test_activation_rounding_explains_the_residual(simulated: Any, in_llama: Any
     weight_only, both, theirs = simulated("q8_0"), simulated("q8_0", True), in_llama("q8_0")
     assert _rel(theirs["kl_mean"], both["kl_mean"]) < 0.1, (weight_only, both, theirs)
     assert weight_only["kl_mean"] < 0.5 * theirs["kl_mean"]
-    assert abs(theirs["top1_agreement"] - both["top1_agreement"]) < 0.005
+    # Top-1 agreement with the reference is a rate over n = 1,022 tokens, and the two runs do not
+    # flip the same tokens (ggml's SIMD rounding and summation order differ from qlab's: on the
+    # portable AVX2 build their argmaxes differ on 4.4 % of tokens), so the two rates differ by
+    # sampling noise of sd sqrt(q / n), q the fraction where the runs disagree with each other.
+    # q <= (1 - a_theirs) + (1 - a_both) (a disagreement needs one of them off the reference):
+    # allow two such sd (0.018 here; measured 0.0078 on the AVX2 build).
+    n = theirs["n_tokens"]
+    q_max = (1 - theirs["top1_agreement"]) + (1 - both["top1_agreement"])
+    assert abs(theirs["top1_agreement"] - both["top1_agreement"]) <= 2 * (q_max / n) ** 0.5
     assert theirs["top1_agreement"] < weight_only["top1_agreement"]
     # the float32 model alone: rounding its inputs costs far more than llama.cpp's F32 path differs
     assert simulated("f32", True)["kl_mean"] > 100 * in_llama("f32")["kl_mean"]
