@@ -46,8 +46,9 @@ $(STAMP): pyproject.toml $(LOCK) $(LLAMA_STAMP)
 
 install: $(STAMP)
 
+# as root (containers, the course machines) Jupyter refuses to start without --allow-root
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check qlab tests benchmarks
