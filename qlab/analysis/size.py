@@ -116,7 +116,7 @@ def matmul_latency(tokens: int = 16, d_in: int = 2048, d_out: int = 2048, repeat
     """Median seconds of one ``Linear(d_in, d_out)`` on ``tokens`` rows: float32 (``torch.nn.Linear``)
     vs int8 (PyTorch's dynamic-quantized ``Linear``: int8 weights, activations quantized per
     call, fbgemm/onednn int8 GEMM). A timing: depends on the CPU and its load."""
-    from ..backends.compare import measure_latency
+    from ..core.latency import measure_latency
 
     torch.manual_seed(seed)
     lin = torch.nn.Linear(d_in, d_out).eval()

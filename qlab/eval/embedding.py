@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .text import wikitext_sentences
+from ..core.text import wikitext_sentences
 
 _REFERENCE: dict[tuple[str, str], torch.Tensor] = {}
 

@@ -125,8 +125,8 @@ class MSEObserver(HistogramObserver):
         self.start_bin, self.stride = start_bin, stride
 
     def _range(self, fmt: Spec | None) -> tuple[np.ndarray, np.ndarray]:
-        from ._fakequant import RangeQuantizer, kind
         from .configs import activation_spec
+        from .fakequant import RangeQuantizer, kind
 
         fmt = fmt if fmt is not None else activation_spec("int8", {})
         if kind(fmt) != "ranged":

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from .. import formats
-from ..analysis.error import error_stats
-from ._fakequant import kind, weight_roundtrip
+from ..core.metrics import error_stats, sqnr_from_power
+from ..core.model import torch_module
 from ._report import LayerQuant
-from .recipes import Spec, torch_module
+from .fakequant import kind, weight_roundtrip
+from .recipes import Spec
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -186,8 +187,7 @@ def quantizing_hook(la: Layer, q: Callable[[torch.Tensor], torch.Tensor], probe:
             xd, yd = x.detach().double(), y.detach().double()
             noise = float(((xd - yd) ** 2).sum())
             signal = float((xd**2).sum())
-            sqnr = float("inf") if noise == 0 else float("-inf") if signal == 0 else 10 * np.log10(signal / noise)
-            probe.setdefault(la.name, []).append(sqnr)
+            probe.setdefault(la.name, []).append(sqnr_from_power(signal, noise))
         return y
 
     return fn

@@ -28,7 +28,7 @@ range is shrunk to ``max|w| * (1 - k/20)``, ``k < 10``, where that lowers the ou
 
 Objective. The reference measures the mean squared error of the scaled sub-module's output on a
 token sample. Here the error of the affected *Linear outputs* is computed exactly over all
-calibration tokens from the input Gram matrix ``G = X^T X / n`` (:mod:`._blockwise`):
+calibration tokens from the input Gram matrix ``G = X^T X / n`` (:mod:`.blockwise`):
 ``mean ||X E^T||^2 = trace(E G E^T) / rows`` with ``E = W - Q(W * s) / s``, a few GEMMs of the
 weight's size instead of ``n_grid`` forward passes (the differences to the reference: q/k/v and
 gate/up are judged by their own outputs, not by the attention / MLP outputs behind them).
@@ -47,8 +47,8 @@ import torch
 from torch import nn
 
 from .. import formats
-from . import _blockwise as B
 from . import _layers as L
+from . import blockwise as B
 from ._llm_configs import AWQConfig
 from ._report import LayerQuant, PipelineReport
 from .gptq import check_weight_only, layer_row, select_layers

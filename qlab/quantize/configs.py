@@ -196,7 +196,7 @@ class PTQConfig(QuantConfig):
         obs = get_observer(self.observer, **self.observer_options)  # unknown observer / option -> ValueError
         object.__setattr__(self, "observer", obs.name)  # aliases ("kl") -> the observer's name
         if self.activations is not None and obs.name in ("mse", "entropy"):
-            from ._fakequant import kind
+            from .fakequant import kind
 
             a = self.activation_spec()
             if kind(a) != "ranged":

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from . import _layers as L
-from ._fakequant import dynamic_range
 from ._report import PipelineReport
 from .calibration import batches, feed
 from .configs import DynamicConfig
+from .fakequant import dynamic_range
 from .recipes import Spec
 
 

@@ -32,7 +32,7 @@ that decodes bit-exactly to the new weights (:func:`encoded`): the reported byte
 Rows are independent given ``H``, so layers fed the same input (``q/k/v_proj``, ``gate/up_proj``)
 are quantized as one stacked matrix. Computation: float32 torch on CPU (the inverse Hessian in
 float64). ``quantize_(m, GPTQConfig(...), calibration=text)`` runs it block by block over the LLM
-(:mod:`qlab.quantize._blockwise`).
+(:mod:`qlab.quantize.blockwise`).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ import numpy as np
 import torch
 
 from .. import formats
-from ..analysis.error import error_stats
+from ..core.metrics import error_stats
 from ..formats import integer
-from . import _blockwise as B
 from . import _layers as L
+from . import blockwise as B
 from ._llm_configs import GPTQConfig
 from ._report import LayerQuant, PipelineReport
 from .recipes import Spec

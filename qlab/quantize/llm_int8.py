@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from .. import formats
-from ..analysis.error import error_stats
-from ..backends.bitsandbytes.simulate import int8_weight, llm_int8_linear, outlier_columns
+from ..core.llm_int8 import int8_weight, llm_int8_linear, outlier_columns
+from ..core.metrics import error_stats
 from . import _layers as L
 from ._report import PipelineReport
 from .calibration import batches, feed

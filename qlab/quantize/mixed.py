@@ -5,7 +5,7 @@ output at 3 bits, others (``attn_v``, ``ffn_down``, the first blocks) hurt at 4.
 budget, :func:`mixed_precision` chooses a format per group of weights so that the model fits and
 the predicted damage is smallest:
 
-1. **Sensitivity** (:func:`qlab.analysis.layer_sensitivity`): for every candidate format ``f``
+1. **Sensitivity** (:func:`qlab.quantize.sensitivity.layer_sensitivity`): for every candidate format ``f``
    and group ``g``, quantize ``g`` alone with ``f`` and measure ``Δ[g, f]`` -- the KL divergence
    to the float model for causal LMs (on :func:`qlab.eval.calibration_text`, never on the text
    the result is evaluated on), else ``|Δ metric|``.
@@ -142,7 +142,7 @@ def _group_costs(m: Any, groups: Mapping[str, list[str]], cands: list[Spec], sen
 def _measure(m: Any, groups: Mapping[str, list[str]], cands: list[Spec], kw: dict[str, Any]) -> dict[str, Any]:
     """Sensitivity per candidate, measuring each (group, stored formats) pair once: on SmolLM2 a
     ``q3_k`` and a ``q2_k`` request on a 576-wide row are both stored as ``q4_0``."""
-    from ..analysis.sensitivity import SensitivityResult, layer_sensitivity
+    from .sensitivity import SensitivityResult, layer_sensitivity
 
     tg = {t.name: t for t in targets(m)}
     seen: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
@@ -259,12 +259,12 @@ def mixed_precision(
     per-group sensitivity is smallest (see the module docstring).
 
     ``sensitivity``: ``{candidate label: SensitivityResult}`` from
-    :func:`qlab.analysis.layer_sensitivity` with the same ``by`` (measured here when None, on
+    :func:`qlab.quantize.sensitivity.layer_sensitivity` with the same ``by`` (measured here when None, on
     ``text`` -- default :func:`qlab.eval.calibration_text`, held out from the evaluation text --
     with ``window`` x ``windows`` tokens). ``by``: ``"module"``, ``"block"``, ``"type"`` or a
-    mapping, as in :func:`qlab.analysis.sensitivity.groups_of`; a group gets one format.
+    mapping, as in :func:`qlab.quantize.sensitivity.groups_of`; a group gets one format.
     """
-    from ..analysis.sensitivity import groups_of
+    from .sensitivity import groups_of
 
     cands = [spec(c) for c in candidates]
     if not cands:

@@ -114,7 +114,7 @@ class Observer:
     def qparams(self, fmt: Any = "int8", **options: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(scale float32, zero_point int32)`` of ``fmt`` for the observed range (the format's own
         rule: :func:`qlab.formats.integer.qparams`, :func:`qlab.formats.minifloat.absmax_scales`)."""
-        from ._fakequant import RangeQuantizer
+        from .fakequant import RangeQuantizer
 
         s = _spec(fmt, options)
         lo, hi = self.range(s)

@@ -17,7 +17,7 @@ or step by step, to look at the observers before converting::
 
 Weights are replaced by ``decode(encode(w))`` of the config's format (rows = output channels,
 conv kernels flattened), activations by the format's quantization with the observed range
-(:mod:`qlab.quantize._fakequant`); block-scaled activation formats (MX, NF4, GGML) scale each
+(:mod:`qlab.quantize.fakequant`); block-scaled activation formats (MX, NF4, GGML) scale each
 block themselves and use the observed range only to clip. The report measures each layer's
 input SQNR on the first calibration batch.
 """
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from . import _layers as L
-from ._fakequant import kind, quantizer
 from ._report import PipelineReport
 from .calibration import batches, feed
 from .configs import PTQConfig
+from .fakequant import kind, quantizer
 from .observers import Observer
 from .observers import get as get_observer
 

@@ -36,12 +36,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import formats
-from ..analysis.error import error_stats
+from ..core.metrics import error_stats
 from . import _layers as L
-from ._fakequant import RangeQuantizer, RoundtripQuantizer, int_grid, kind, quantizer
 from ._report import PipelineReport
 from .calibration import run
 from .configs import QATConfig
+from .fakequant import RangeQuantizer, RoundtripQuantizer, int_grid, kind, quantizer
 from .recipes import Spec, torch_module
 
 

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import formats
+from ..core.model import torch_module
 from .mixes import MIXES, is_mix, mix_choices
 
 KEEP = "f32"
@@ -191,15 +192,6 @@ class Target:
     def matches(self, pattern: str) -> bool:
         names = (self.name, *self.aliases, self.gguf_name or "")
         return any(fnmatchcase(n, pattern) for n in names if n)
-
-
-def torch_module(model: Any) -> torch.nn.Module:
-    """The ``torch.nn.Module`` of a ``qlab.models.load`` result (or the module itself)."""
-    # a torch module first: transformers' LlamaForCausalLM has a ``.model`` attribute of its own
-    mod = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
-    if not isinstance(mod, torch.nn.Module):
-        raise TypeError(f"expected a torch module or a qlab.models.load() result, got {type(model).__name__}")
-    return mod
 
 
 def targets(model: Any) -> list[Target]:

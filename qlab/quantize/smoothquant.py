@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 from . import _layers as L
-from ._fakequant import kind
 from ._report import PipelineReport
 from .calibration import batches, feed
 from .configs import DynamicConfig, PTQConfig, SmoothQuantConfig
+from .fakequant import kind
 from .recipes import torch_module
 
 CLAMP = 1e-5  # smooth_ln_fcs: act_scales and weight maxima clamped from below

@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from .. import formats
-from ._table import ModelSizes, format_table
-from .model import _stats, quantize_model
+from ..core.metrics import weight_error
+from ..core.report import ModelSizes, format_table
+from .model import quantize_model
 from .recipes import KEEP, fallback, spec, targets, torch_module
 
 SCORINGS = ("magnitude", "wanda")
@@ -225,7 +226,7 @@ def sparsify_model(
         w = formats.base.as_float32(t.weight.detach())
         score = wanda_score(w, norms[t.name]) if scoring == "wanda" else None
         y, mask, nbytes, used = prune_weight(w, fmt, score, n, m)
-        sqnr, mse, _ = _stats(w, y)
+        sqnr, mse, _ = weight_error(w, y)
         with torch.no_grad():
             t.weight.copy_(torch.from_numpy(y))
         rows.append(SparseLayer(t.name, t.shape, t.numel, used, nbytes, float((y == 0).mean()), sqnr, mse))

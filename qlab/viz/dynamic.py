@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..quantize._fakequant import dynamic_range
+from ..core.metrics import sqnr_from_power
 from ..quantize.configs import DynamicConfig, activation_spec
+from ..quantize.fakequant import dynamic_range
 
 GRANULARITIES = ("tensor", "token")
 
@@ -52,7 +53,7 @@ def token_state(x: np.ndarray, bits: int = 8, granularity: str = "tensor") -> di
     return {
         "granularity": granularity, "bits": bits, "decoded": y,
         "token_absmax": np.abs(x).max(axis=1), "token_scale": step, "token_sqnr_db": tok,
-        "mse": float(err.mean()), "sqnr_db": float(10 * np.log10(sig.mean() / err.mean())),
+        "mse": float(err.mean()), "sqnr_db": sqnr_from_power(float(sig.mean()), float(err.mean())),
         "levels_used": float(np.median(levels)),
     }  # fmt: skip
 

@@ -27,7 +27,7 @@ def capture_layer(m: Any, name: str = "model.layers.3.mlp.down_proj", tokens: in
     held-out calibration text (one window of :func:`qlab.eval.calibration_text`), and its float
     weight. The model's forward stops right after the layer's input is caught."""
     from ..eval import calibration_text
-    from ..quantize import _blockwise as B
+    from ..quantize import blockwise as B
 
     ids = B.calibration_ids(m, calibration_text(max(20_000, 8 * tokens)), n_samples=1, seq_len=tokens)
     lin = m.model.get_submodule(name)

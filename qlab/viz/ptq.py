@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import observers
+from ..core.metrics import sqnr_from_power
 from ..formats import integer
 from ..quantize.configs import PTQConfig, activation_spec
 from ..quantize.recipes import torch_module
@@ -73,7 +74,7 @@ def observer_state(x: np.ndarray, observer: str, bits: int = 4, percentile: floa
         "observer": obs.name, "bits": bits, "percentile": float(percentile) if obs.name == "percentile" else None,
         "lo": float(lo), "hi": float(hi), "scale": float(s[0]), "zero_point": int(z[0]),
         "clipped": float(np.mean(np.abs(y.astype(np.float64) - x) > 0.5001 * float(s[0]))),
-        "decoded": y, "mse": mse, "sqnr_db": float(10 * np.log10(signal / mse)) if mse > 0 else float("inf"),
+        "decoded": y, "mse": mse, "sqnr_db": sqnr_from_power(signal, mse),
         "counts": counts, "edges": edges, "min": float(x.min()), "max": float(x.max()),
     }  # fmt: skip
 

@@ -53,7 +53,7 @@ def as_batches(m: Any, calibration: Sequence[Any] | str | None, batch_size: int 
     if all(isinstance(s, str) for s in calibration):
         if m.kind != "sentence-encoder":
             raise ValueError(f"{BACKEND}: text calibration needs a sentence encoder, {m.name} is a {m.kind}")
-        from ..compare import tokenize
+        from ...core.calibration import tokenize
 
         return [tokenize(m, calibration[i : i + batch_size]) for i in range(0, len(calibration), batch_size)]
     return list(calibration)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..compare import BackendModel
+from ..model import BackendModel
 from .calibration import BatchReader, as_batches, calibration_method
 from .export import BACKEND, OrtModule, export, session, workdir
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from ...formats.integer import dequantize, quantize
 from ...models.digits import DigitsCNN
-from ..compare import BackendModel, saved_bytes, state_bytes
+from ..model import BackendModel, saved_bytes, state_bytes
 from ._engine import BACKEND, unsupported, x86_engine
 
 STATIC_FORMATS = ("int8",)

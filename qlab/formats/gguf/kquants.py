@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..base import Encoded
-from ._common import (
+from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
+from .common import (
     GGMLFormat,
     get_fp16,
     pack_2bit,
@@ -38,7 +39,6 @@ from ._common import (
     unpack_bits,
     unpack_nibbles,
 )
-from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
 
 __all__ = ["Q2K", "Q4K", "Q5K", "nearest_int"]
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (
+from ._qx_kernels import kernel_input, q3k_codes, q6k_codes
+from .common import (
     GGMLFormat,
     get_fp16,
     pack_2bit,
@@ -34,7 +35,6 @@ from ._common import (
     unpack_bits,
     unpack_nibbles,
 )
-from ._qx_kernels import kernel_input, q3k_codes, q6k_codes
 
 
 class Q3_K(GGMLFormat):

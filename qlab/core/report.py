@@ -1,10 +1,18 @@
-"""A plain-text table for reports, sweeps and the CLI (no third-party dependency)."""
+"""The report every quantization returns, and the one plain-text table renderer.
+
+:func:`format_table` renders rows of dicts for reports, sweeps, backend tables and the CLI (no
+third-party dependency). :class:`Report` is the base of what ``qlab.quantize_`` returns for every
+config: per-layer rows (``layers``), whole-model sizes (:class:`ModelSizes`, llama.cpp's
+bits-per-weight convention), ``summary()``, ``table()`` (columns named by the subclass) and
+``to_dict()``.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import asdict
+from typing import Any, ClassVar
 
 
 def _cell(v: Any, fmt: str | None) -> str:
@@ -57,3 +65,37 @@ class ModelSizes:
     def bits_per_weight(self) -> float:
         """Bits per parameter over the whole model (llama.cpp's "BPW")."""
         return 8.0 * self.total_bytes / self.total_params if self.total_params else float("nan")
+
+
+class Report(ModelSizes):
+    """Per-layer rows plus whole-model sizes; subclasses name the columns of :meth:`table`
+    (``COLUMNS``: key, header, format) and how a layer becomes a row (:meth:`row`)."""
+
+    COLUMNS: ClassVar[tuple[tuple[str, str, str | None], ...]] = ()
+    NOUN: ClassVar[str] = "layer"
+
+    def layer(self, name: str) -> Any:
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(f"no layer {name!r} in the report; layers: {', '.join(r.name for r in self.layers)}")
+
+    def row(self, layer: Any) -> dict[str, Any]:
+        """One layer as a table row: its fields, ``shape`` as text, ``bpw`` (bits per weight)."""
+        return {**asdict(layer), "shape": "x".join(map(str, layer.shape)), "bpw": layer.bits_per_weight}
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+    def table(self, max_rows: int | None = None) -> str:
+        """Per-layer table (at most ``max_rows`` rows) followed by the summary line."""
+        rows = [self.row(r) for r in self.layers[:max_rows]]
+        more = len(self.layers) - len(rows)
+        tail = f"\n... {more} more {self.NOUN}(s)" if more > 0 else ""
+        return format_table(rows, self.COLUMNS) + tail + "\n" + self.summary()
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+__all__ = ["ModelSizes", "Report", "format_table"]
