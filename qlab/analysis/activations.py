@@ -57,9 +57,9 @@ def _stats(x: torch.Tensor) -> ChannelStats:
 def _inputs(m: Any, inputs: Any, text: str | None, tokens: int) -> Any:
     if inputs is not None:
         return inputs
-    from ._lm import default_text, token_windows
+    from ..core.lm import token_windows
 
-    return token_windows(m, default_text() if text is None else text, tokens, 1)
+    return token_windows(m, text, tokens, 1)
 
 
 def _run(mod: torch.nn.Module, inputs: Any) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core import lm
+from ..core import lm as lm_eval
 from ..core.model import Loaded, torch_module
 from ..core.pareto import HIGHER_IS_BETTER, higher_is_better, pareto_front, plot_pareto
 from ..core.report import format_table
@@ -196,13 +196,13 @@ def sweep(
             tmp.replace(key(recipe))
 
     labelled = list(formats.items()) if isinstance(formats, Mapping) else [(recipe_label(f), f) for f in formats]
-    ref_lm: lm.Reference | None = None
+    ref_lm: lm_eval.Reference | None = None
     snapshot: WeightSnapshot | None = None
 
     def measure() -> dict[str, Any]:
         if lm:
-            got = lm.compare(model, ref_lm, progress=progress, batch=batch)
-            return lm.columns(got)
+            got = lm_eval.compare(model, ref_lm, progress=progress, batch=batch)
+            return lm_eval.columns(got)
         return {"metrics": dict(model.evaluate(**(eval_kwargs or {})))}
 
     # the float reference row (f32 everywhere: 4 bytes per parameter)
@@ -213,7 +213,7 @@ def sweep(
         t0 = time.perf_counter()
         snapshot = WeightSnapshot(model)
         if lm:
-            ref_lm = lm.reference(model, text, window, windows, torch.float16, progress, batch)
+            ref_lm = lm_eval.reference(model, text, window, windows, torch.float16, progress, batch)
             nll = ref_lm.nll.double().mean().item()
             ref_metrics = {"perplexity": ref_lm.perplexity, "nll": nll, "kl": 0.0, "top1": 1.0}
         else:

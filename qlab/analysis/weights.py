@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..formats.base import as_float32
-from ..quantize._table import format_table
+from ..core.report import format_table
 from ..quantize.recipes import targets
 
 

@@ -153,7 +153,7 @@ def versus_rtn(rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
 
 def methods_text(rows: list[dict[str, Any]] | None = None) -> str:
     """The cached table as aligned text."""
-    from ..quantize._table import format_table
+    from ..core.report import format_table
 
     rows = methods_rows() if rows is None else rows
     rows = [dict(r, group=("-" if r["bits"] == 32 else r["group_size"] or "channel")) for r in rows]
