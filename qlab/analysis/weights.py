@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..formats.base import as_float32
 from ..core.report import format_table
+from ..formats.base import as_float32
 from ..quantize.recipes import targets
 
 

@@ -290,11 +290,11 @@ class QATConfig(QuantConfig):
 
 
 # the LLM methods' configs (implemented by their own modules) live in _llm_configs.py
-from ._llm_configs import AWQConfig, GPTQConfig, LLMInt8Config, SmoothQuantConfig  # noqa: E402
+from ._llm_configs import AWQConfig, GPTQConfig, LLMInt8Config, SmoothQuantConfig, WeightOnlyConfig  # noqa: E402
 
 CONFIGS = (PTQConfig, DynamicConfig, QATConfig, LLMInt8Config, SmoothQuantConfig, AWQConfig, GPTQConfig)
 
 __all__ = [
     "QuantConfig", "PTQConfig", "DynamicConfig", "QATConfig", "LLMInt8Config", "SmoothQuantConfig",
-    "AWQConfig", "GPTQConfig", "CONFIGS", "weight_spec", "activation_spec",
+    "AWQConfig", "GPTQConfig", "WeightOnlyConfig", "CONFIGS", "weight_spec", "activation_spec",
 ]  # fmt: skip

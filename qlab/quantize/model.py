@@ -25,6 +25,7 @@ from .. import formats
 from ..core.metrics import weight_error
 from ..core.model import ModelLike, torch_module
 from ..core.report import Report
+from .configs import WeightOnlyConfig
 from .recipes import KEEP, Choice, Target, resolve_recipe, spec, targets
 
 
@@ -159,20 +160,39 @@ def quantize_model(
     source: WeightSnapshot | None = None,
     progress: bool = False,
 ) -> QuantReport:
-    """Quantize ``model``'s Linear / Embedding / Conv weights in place; return a :class:`QuantReport`.
+    """``qlab.quantize_(model, WeightOnlyConfig(recipe=recipe, include=..., exclude=...))``: an alias.
 
-    ``recipe``: a format name (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns to
-    formats, or a llama.cpp mix (``"q4_k_m"``); see :mod:`qlab.quantize.recipes`. ``include`` /
-    ``exclude``: fnmatch patterns selecting weights (others stay float32). Tied weights (SmolLM2's
-    ``lm_head`` is ``embed_tokens``) are quantized once, with the embedding's format. ``source``:
-    a :class:`WeightSnapshot` to quantize from instead of the current weights (sweeps); weights
-    the recipe keeps are reset to the snapshot where it had overwritten them.
+    Quantizes ``model``'s Linear / Embedding / Conv weights in place and returns a
+    :class:`QuantReport`; see :func:`weight_only`.
 
     >>> m = qlab.models.load("smollm2-135m")                    # doctest: +SKIP
     >>> print(qlab.quantize_model(m, "q4_k_m").summary())       # doctest: +SKIP
     """
+    return weight_only(model, WeightOnlyConfig(recipe=recipe, include=include, exclude=exclude), source=source, progress=progress)
+
+
+def weight_only(
+    model: ModelLike,
+    config: WeightOnlyConfig,
+    calibration: Any = None,
+    *,
+    source: WeightSnapshot | None = None,
+    progress: bool = False,
+) -> QuantReport:
+    """Quantize ``model``'s Linear / Embedding / Conv weights in place; return a :class:`QuantReport`
+    (the method ``qlab.quantize_`` runs for a :class:`WeightOnlyConfig`; no calibration).
+
+    ``config.recipe``: a format name (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns
+    to formats, or a llama.cpp mix (``"q4_k_m"``); see :mod:`qlab.quantize.recipes`.
+    ``config.include`` / ``config.exclude``: fnmatch patterns selecting weights (others stay
+    float32). Tied weights (SmolLM2's ``lm_head`` is ``embed_tokens``) are quantized once, with the
+    embedding's format. ``source``: a :class:`WeightSnapshot` to quantize from instead of the
+    current weights (sweeps); weights the recipe keeps are reset to the snapshot where it had
+    overwritten them.
+    """
     from tqdm.auto import tqdm
 
+    recipe, include, exclude = config.recipe, config.include, config.exclude
     mod = torch_module(model)
     choices = resolve_recipe(mod, recipe, include, exclude)
     tg = targets(mod)
@@ -198,4 +218,12 @@ def recipe_label(recipe: Any) -> str:
     return spec(recipe).label()
 
 
-__all__ = ["quantize_model", "QuantReport", "LayerReport", "WeightSnapshot"]
+def _register() -> None:
+    from .api import register_method
+
+    register_method(WeightOnlyConfig, weight_only)
+
+
+_register()
+
+__all__ = ["quantize_model", "weight_only", "QuantReport", "LayerReport", "WeightSnapshot"]
