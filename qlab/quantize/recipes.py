@@ -50,7 +50,7 @@ import torch
 
 from .. import formats
 from ..core.model import torch_module
-from .mixes import MIXES, is_mix, mix_choices
+from .llamacpp_mixes import MIXES, is_mix, mix_choices
 
 KEEP = "f32"
 
