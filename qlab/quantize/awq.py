@@ -49,9 +49,9 @@ from torch import nn
 from .. import formats
 from . import _layers as L
 from . import blockwise as B
-from ._llm_configs import AWQConfig
 from ._report import LayerQuant, PipelineReport
 from .gptq import check_weight_only, layer_row, select_layers
+from .llm_configs import AWQConfig
 from .recipes import Spec
 
 #: (operation producing the input, the Linears reading it) of a LLaMA-style block

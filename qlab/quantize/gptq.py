@@ -49,8 +49,8 @@ from ..core.metrics import error_stats
 from ..formats import integer
 from . import _layers as L
 from . import blockwise as B
-from ._llm_configs import GPTQConfig
 from ._report import LayerQuant, PipelineReport
+from .llm_configs import GPTQConfig
 from .recipes import Spec
 
 

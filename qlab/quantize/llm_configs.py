@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .configs import ACT_GRANULARITIES, QuantConfig, _positive
+from .config_base import ACT_GRANULARITIES, QuantConfig, _positive
 
 
 @dataclass(frozen=True)
