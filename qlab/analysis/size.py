@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from .. import formats
+from ..core.model import Loaded
 from ..quantize.recipes import targets, torch_module
 
 
-def parameter_counts(m: Any) -> dict[str, Any]:
+def parameter_counts(m: Loaded) -> dict[str, Any]:
     """Distinct parameters of a model (a tied embedding/output matrix counts once).
 
     Keys: ``total``; ``weights`` (the Linear / Embedding / Conv matrices a quantizer converts);

@@ -63,7 +63,7 @@ def recipe_key(recipe: Any) -> Any:
     return [str(s), {k: s.options[k] for k in sorted(s.options)}]
 
 
-def model_fingerprint(m: Any) -> str:
+def model_fingerprint(m: Loaded) -> str:
     """Hash of every parameter's name, shape, row sums and a strided sample of its values.
 
     Row sums (numpy's pairwise float32 summation: deterministic, one pass) change when any value

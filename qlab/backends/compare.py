@@ -31,6 +31,7 @@ import torch
 
 from ..core.calibration import CALIBRATION_OFFSET, LM_WINDOW, example_batches, run_batch, tokenize
 from ..core.latency import measure_latency
+from ..core.model import Loaded
 from ..core.report import format_table
 from .model import BackendModel, float_model, saved_bytes, state_bytes
 
@@ -40,7 +41,7 @@ BACKENDS = ("torch_native", "onnxruntime", "bitsandbytes")
 
 
 # ----------------------------------------------------------------------------------------- tables
-def default_metrics(m: Any, n_sentences: int = 256) -> Callable[[Any], dict[str, float]]:
+def default_metrics(m: Loaded, n_sentences: int = 256) -> Callable[[Any], dict[str, float]]:
     """The accuracy metric of a model kind: digits accuracy; MiniLM cosine / top-10 retrieval
     overlap with the fp32 model; SmolLM2 perplexity (4 windows of 512 tokens)."""
     from .. import eval as qeval
@@ -84,7 +85,7 @@ class BackendTable:
 
 
 def compare(
-    m: Any,
+    m: Loaded,
     models: Sequence[BackendModel],
     metrics: Callable[[Any], dict[str, float]] | None = None,
     batch: Any = None,
@@ -125,7 +126,7 @@ def compare(
     return BackendTable(m.name, names, rows, batch_size)
 
 
-def backend_models(m: Any, backend: str = "all", calibration: Sequence[Any] | None = None) -> list[BackendModel]:
+def backend_models(m: Loaded, backend: str = "all", calibration: Sequence[Any] | None = None) -> list[BackendModel]:
     """The standard quantized variants of ``m`` on one backend (or ``"all"``) -- the rows of
     :func:`backend_table`. Calibration defaults to 4 batches of :func:`batches`."""
     if backend != "all" and backend not in BACKENDS:

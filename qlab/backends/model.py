@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..core.model import Loaded
+
 
 @dataclass
 class BackendModel:
@@ -76,7 +78,7 @@ def saved_bytes(module: torch.nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-def float_model(m: Any) -> BackendModel:
+def float_model(m: Loaded) -> BackendModel:
     """The float32 PyTorch model itself, as the reference row."""
     return BackendModel("torch", "fp32 (reference)", m, state_bytes(m.model), saved_bytes(m.model))
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..models.digits import load_split
-from .model import Loaded
+from .model import Loaded, ModelLike
 from .text import wikitext2_test, wikitext_sentences
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
@@ -74,7 +74,7 @@ def _need_tokenizer(tok: Any) -> None:
         raise ValueError("text calibration needs a model with a tokenizer (pass a qlab.models.load() result)")
 
 
-def _text(text: str, model: Any, tok: Any, batch_size: int, seq_len: int) -> list[Batch]:
+def _text(text: str, model: ModelLike, tok: Any, batch_size: int, seq_len: int) -> list[Batch]:
     if not text.strip():
         raise _no_batches("empty text")
     _need_tokenizer(tok)
@@ -84,7 +84,7 @@ def _text(text: str, model: Any, tok: Any, batch_size: int, seq_len: int) -> lis
     return _sentences([s for s in text.splitlines() if s.strip()], model, tok, batch_size)
 
 
-def _sentences(sentences: list[str], model: Any, tok: Any, batch_size: int) -> list[Batch]:
+def _sentences(sentences: list[str], model: ModelLike, tok: Any, batch_size: int) -> list[Batch]:
     _need_tokenizer(tok)
     cfg = getattr(model, "config", None)
     max_len = (cfg.get("max_seq_length") if isinstance(cfg, dict) else None) or 512
@@ -129,14 +129,14 @@ def example_batches(m: Loaded, n: int = 128, batch_size: int = 32, split: str = 
     raise ValueError(f"no example batches for a {m.kind} model ({m.name}); pass input batches explicitly")
 
 
-def tokenize(m: Any, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
+def tokenize(m: Loaded, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
     """A padded tokenizer batch for a sentence encoder (truncated at its max sequence length)."""
     max_len = m.config.get("max_seq_length") or 256
     enc = m.tokenizer(list(sentences), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
     return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
 
-def run_batch(model: Any, batch: Any) -> Any:
+def run_batch(model: ModelLike, batch: Any) -> Any:
     """One forward call on a batch as :func:`to_batches` / :func:`example_batches` make them
     (``model(**batch)`` for dicts)."""
     return model(**batch) if isinstance(batch, Mapping) else model(batch)

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from .. import formats
+from ..core.model import ModelLike
 from . import _layers as L
 from . import blockwise as B
 from ._report import LayerQuant, PipelineReport
@@ -213,7 +214,7 @@ def awq_block(block: nn.Module, stats: dict[str, B.InputStats], chosen: set[str]
     return info
 
 
-def run_awq(model: Any, config: AWQConfig, calibration: Any = None, batch_size: int = 8) -> PipelineReport:
+def run_awq(model: ModelLike, config: AWQConfig, calibration: Any = None, batch_size: int = 8) -> PipelineReport:
     """AWQ on every decoder-block Linear of a LLaMA-style LLM, calibrated on ``calibration`` text
     (what ``qlab.quantize_`` runs for an :class:`AWQConfig`); the model is modified in place."""
     if not isinstance(config, AWQConfig):

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 
 from ..core.calibration import Batch, run_batch, to_batches
-from ..core.model import torch_module
+from ..core.model import ModelLike, torch_module
 
 batches = to_batches  # ``qlab.quantize.calibration.batches``: the name the pipelines and lessons use
 run = run_batch
 
-def feed(model: Any, data: list[Batch], progress: bool = True, desc: str = "calibrating") -> int:
+def feed(model: ModelLike, data: list[Batch], progress: bool = True, desc: str = "calibrating") -> int:
     """Run every batch through the model (no gradients, eval mode); return the number of batches."""
     from tqdm.auto import tqdm
 
@@ -60,7 +60,7 @@ def digits_calibration_sets(n: int = 256, seed: int = 0) -> dict[str, torch.Tens
 
 
 def calibration_study(
-    model: Any,
+    model: ModelLike,
     config: Any,
     sets: Mapping[str, torch.Tensor | Sequence[Any]],
     sizes: Sequence[int] = (1, 4, 16, 64, 256),

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.model import ModelLike
 from . import _layers as L
 from ._report import PipelineReport
 from .calibration import batches, feed
@@ -40,7 +41,7 @@ from .observers import get as get_observer
 class PTQSession:
     """A model with observers inserted (:func:`prepare`); ``calibrate`` then ``convert``."""
 
-    def __init__(self, model: Any, config: PTQConfig) -> None:
+    def __init__(self, model: ModelLike, config: PTQConfig) -> None:
         L.check_model(model)
         self.model, self.config = model, config
         self.wspec = config.weight_spec() if config.weights else None
@@ -134,14 +135,14 @@ def needs_calibration(config: PTQConfig) -> bool:
     return config.activations is not None and kind(config.activation_spec()) != "cast"
 
 
-def prepare(model: Any, config: PTQConfig) -> PTQSession:
+def prepare(model: ModelLike, config: PTQConfig) -> PTQSession:
     """Insert observers (one per Linear/Conv input) and return the session to calibrate and convert."""
     if not isinstance(config, PTQConfig):
         raise TypeError(f"prepare() takes a PTQConfig, got {type(config).__name__}")
     return PTQSession(model, config)
 
 
-def quantize_ptq(model: Any, config: PTQConfig, calibration: Any = None, batch_size: int = 32) -> PipelineReport:
+def quantize_ptq(model: ModelLike, config: PTQConfig, calibration: Any = None, batch_size: int = 32) -> PipelineReport:
     """``prepare`` + ``calibrate`` + ``convert`` (what ``qlab.quantize_`` runs for a PTQConfig)."""
     calibrate = needs_calibration(config)
     if calibrate:

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import formats
-from ..core.model import torch_module
+from ..core.model import ModelLike, torch_module
 from .llamacpp_mixes import MIXES, is_mix, mix_choices
 
 KEEP = "f32"
@@ -194,7 +194,7 @@ class Target:
         return any(fnmatchcase(n, pattern) for n in names if n)
 
 
-def targets(model: Any) -> list[Target]:
+def targets(model: ModelLike) -> list[Target]:
     """Every Linear / Embedding / Conv weight of ``model`` once, in module order."""
     found: dict[int, tuple[str, torch.nn.Module, list[str]]] = {}
     for name, mod in torch_module(model).named_modules(remove_duplicate=False):
@@ -234,7 +234,7 @@ def fallback(requested: Spec, row_length: int) -> tuple[Spec, str]:
 
 
 def resolve_recipe(
-    model: Any,
+    model: ModelLike,
     recipe: Any,
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
@@ -272,7 +272,7 @@ def resolve_recipe(
     return out
 
 
-def get(name: str, model: Any) -> dict[str, Spec]:
+def get(name: str, model: ModelLike) -> dict[str, Spec]:
     """A llama.cpp mix as a plain recipe ``{module name: format}`` for ``model`` (editable)."""
     name = name.lower().removeprefix("llama:")
     if name not in MIXES:
@@ -280,7 +280,7 @@ def get(name: str, model: Any) -> dict[str, Spec]:
     return {n: s for n, (s, _) in _mix(model, targets(model), name).items()}
 
 
-def _mix(model: Any, tg: list[Target], ftype: str) -> dict[str, tuple[Spec, str]]:
+def _mix(model: ModelLike, tg: list[Target], ftype: str) -> dict[str, tuple[Spec, str]]:
     cfg = getattr(torch_module(model), "config", None)
     return {n: (Spec(f), why) for n, (f, why) in mix_choices(tg, ftype, cfg).items()}
 

@@ -23,7 +23,7 @@ import torch
 from ..core.lm import columns as lm_columns
 from ..core.lm import compare as lm_compare
 from ..core.lm import reference as lm_reference
-from ..core.model import ModelLike
+from ..core.model import Loaded, ModelLike
 from ..core.report import format_table
 from .model import WeightSnapshot, quantize_model
 from .recipes import Target, targets
@@ -81,7 +81,7 @@ class SensitivityResult:
 
 
 def layer_sensitivity(
-    m: Any,
+    m: Loaded,
     fmt: Any,
     *,
     by: str | Mapping[str, str | Iterable[str]] = "module",

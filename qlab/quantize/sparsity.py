@@ -41,6 +41,7 @@ import torch
 
 from .. import formats
 from ..core.metrics import weight_error
+from ..core.model import ModelLike
 from ..core.report import ModelSizes, format_table
 from .model import quantize_model
 from .recipes import KEEP, fallback, spec, targets, torch_module
@@ -80,7 +81,7 @@ def wanda_score(w: Any, x_norm: Any) -> np.ndarray:
 
 
 def activation_norms(
-    model: Any, text: str | None = None, include: str | Iterable[str] = DEFAULT_INCLUDE,
+    model: ModelLike, text: str | None = None, include: str | Iterable[str] = DEFAULT_INCLUDE,
     seq_len: int = 512, n_seq: int = 16, progress: bool = False,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """``{Linear name: ||X_j||_2 over every calibration token}`` (float64, one per input feature)
@@ -187,7 +188,7 @@ class SparsityReport(ModelSizes):
 
 
 def sparsify_model(
-    model: Any,
+    model: ModelLike,
     scoring: str = "magnitude",
     fmt: Any = None,
     *,

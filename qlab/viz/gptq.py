@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..core.model import Loaded
 from ..quantize import awq as A
 from ..quantize import gptq as G
 from ..quantize.recipes import Spec
@@ -22,7 +23,7 @@ def int_spec(bits: int, group_size: int | None, symmetric: bool = False) -> Spec
     return Spec(f"int{bits}", {"symmetric": symmetric, **opts})
 
 
-def capture_layer(m: Any, name: str = "model.layers.3.mlp.down_proj", tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def capture_layer(m: Loaded, name: str = "model.layers.3.mlp.down_proj", tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """``(X (tokens, in), W (out, in))``: the inputs of Linear ``name`` on ``tokens`` tokens of
     held-out calibration text (one window of :func:`qlab.eval.calibration_text`), and its float
     weight. The model's forward stops right after the layer's input is caught."""

@@ -16,12 +16,13 @@ import torch
 
 from .. import observers
 from ..core.metrics import sqnr_from_power
+from ..core.model import Loaded
 from ..formats import integer
 from ..quantize.configs import PTQConfig, activation_spec
 from ..quantize.recipes import torch_module
 
 
-def layer_input(m: Any, x: Any, layer: str) -> np.ndarray:
+def layer_input(m: Loaded, x: Any, layer: str) -> np.ndarray:
     """The input of module ``layer`` of ``m`` (a ``LoadedModel`` or module) on inputs ``x`` (a tensor, or a
     tokenizer dict passed as ``model(**x)``), float32."""
     from ..quantize.calibration import run
@@ -95,7 +96,7 @@ def ptq_config(observer: str, bits: int = 4, percentile: float = 99.99) -> PTQCo
                      progress=False)
 
 
-def ptq_accuracy(m: Any, calibration: Any, observer: str, bits: int = 4, percentile: float = 99.99) -> float:
+def ptq_accuracy(m: Loaded, calibration: Any, observer: str, bits: int = 4, percentile: float = 99.99) -> float:
     """Test accuracy of a fresh copy of ``m`` (digits-cnn) after static PTQ with ``observer``."""
     from .. import quantize_
 
@@ -131,7 +132,7 @@ def plot_observer_ranges(ax: Any, x: np.ndarray, rows: Sequence[dict[str, Any]],
         ax.set_title(title)
 
 
-def observer_panel(m: Any, calibration: Any, x: np.ndarray, bits: int = 4):  # pragma: no cover - widgets
+def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  # pragma: no cover - widgets
     """An ipywidgets panel: observer dropdown, percentile slider, bits; the histogram of ``x`` with the
     chosen range, the tensor's quantization error and the whole model's accuracy with that observer."""
     import ipywidgets as w

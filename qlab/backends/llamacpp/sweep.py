@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...core.model import Loaded
 from ...quantize.model import recipe_label
 from ...quantize.recipes import torch_module
 from .export import export_gguf
@@ -26,7 +27,7 @@ from .run import compare
 
 
 def sweep(
-    m: Any,
+    m: Loaded,
     formats: Sequence[Any] | Mapping[str, Any],
     metric: str = "kl",
     *,

@@ -24,26 +24,27 @@ import numpy as np
 from onnx.reference.op_run import OpRun
 
 from ...core.fakequant import FakeQuantLinear, replace_linears
+from ...core.model import Loaded
 from ...formats import roundtrip
 from ...formats.integer import dequantize, quantize
 from .export import BACKEND
 
 
-def _require_encoder(m: Any, what: str) -> None:
+def _require_encoder(m: Loaded, what: str) -> None:
     # a traced sentence encoder turns every nn.Linear into MatMul (+ Add): the layers ORT
     # quantizes are exactly the Linear modules. digits-cnn's Linear layers become Gemm instead.
     if m.kind != "sentence-encoder":
         raise ValueError(f"{BACKEND}: {what} simulation covers sentence encoders (Linear -> MatMul), not a {m.kind}")
 
 
-def _replace_linears(m: Any, w_hat: Any, act: dict[str, Any] | None = None) -> Any:
+def _replace_linears(m: Loaded, w_hat: Any, act: dict[str, Any] | None = None) -> Any:
     """Every ``nn.Linear`` of a copy of ``m`` as a :class:`FakeQuantLinear` with weight
     ``w_hat(float weight)`` and int8 inputs rounded with ``act`` (None: float inputs)."""
     return replace_linears(m, lambda lin: FakeQuantLinear(
         lin, w_hat(lin.weight.detach().float().numpy()), None if act is None else "int8", act))
 
 
-def simulate_dynamic(m: Any, weights: str = "int8", per_channel: bool = False) -> Any:
+def simulate_dynamic(m: Loaded, weights: str = "int8", per_channel: bool = False) -> Any:
     """qlab's simulation of :func:`.quantize.quantize_dynamic` on a sentence encoder."""
     _require_encoder(m, "dynamic")
     gran = "channel" if per_channel else "tensor"
@@ -86,7 +87,7 @@ def block_weights(w: np.ndarray, block_size: int = 32, bits: int = 4, symmetric:
     return dequantize(codes, scale, zp).reshape(w.shape)
 
 
-def simulate_weight_only(m: Any, weights: str = "int4", block_size: int = 32, symmetric: bool = False) -> Any:
+def simulate_weight_only(m: Loaded, weights: str = "int4", block_size: int = 32, symmetric: bool = False) -> Any:
     """qlab's simulation of :func:`.quantize.quantize_weight_only` (float activations)."""
     _require_encoder(m, "weight-only")
     bits = int(weights[3:])

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ...core.fakequant import FakeQuantLinear, linear_names, replace_linears
+from ...core.model import Loaded
 from ...formats import roundtrip
 from ...formats.integer import dequantize, quantize
 from ..model import BackendModel, saved_bytes, state_bytes
@@ -48,7 +49,7 @@ def _linears(model: nn.Module, name: str) -> list[str]:
     return names
 
 
-def quantize_dynamic(m: Any, weights: str = "int8", per_channel: bool = False) -> BackendModel:
+def quantize_dynamic(m: Loaded, weights: str = "int8", per_channel: bool = False) -> BackendModel:
     """A copy of ``m`` whose ``nn.Linear`` layers run torch.ao's dynamic quantized kernels.
 
     ``weights``: ``"int8"`` (W8A8: int8 weights, activations quantized per call) or ``"fp16"``
@@ -109,7 +110,7 @@ class SimulatedDynamicLinear(FakeQuantLinear):
         super().__init__(lin, w_hat, act, {"symmetric": False, "granularity": "tensor"})
 
 
-def simulate_dynamic(m: Any, weights: str = "int8", per_channel: bool = False) -> Any:
+def simulate_dynamic(m: Loaded, weights: str = "int8", per_channel: bool = False) -> Any:
     """qlab's simulation of :func:`quantize_dynamic`: a float copy of ``m`` (a ``LoadedModel``)
     with every ``nn.Linear`` replaced by :class:`SimulatedDynamicLinear`."""
     if weights not in DYNAMIC_FORMATS:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.model import Loaded
 from ...formats.integer import dequantize, quantize
 from ...models.digits import DigitsCNN
 from ..model import BackendModel, saved_bytes, state_bytes
@@ -94,7 +95,7 @@ def _check_batches(calibration: Sequence[Any] | None) -> list[torch.Tensor]:
 
 
 def quantize_static(
-    m: Any,
+    m: Loaded,
     calibration: Sequence[Any] | None,
     weights: str = "int8",
     activations: str = "int8",
