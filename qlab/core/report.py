@@ -73,6 +73,7 @@ class Report(ModelSizes):
 
     COLUMNS: ClassVar[tuple[tuple[str, str, str | None], ...]] = ()
     NOUN: ClassVar[str] = "layer"
+    COUNT_MORE: ClassVar[bool] = True  # a "... N more layer(s)" line when max_rows cuts the table
 
     def layer(self, name: str) -> Any:
         for r in self.layers:
@@ -87,10 +88,15 @@ class Report(ModelSizes):
     def summary(self) -> str:
         raise NotImplementedError
 
+    def table_layers(self) -> list[Any]:
+        """The layers the table shows (all of them unless a subclass says otherwise)."""
+        return list(self.layers)
+
     def table(self, max_rows: int | None = None) -> str:
         """Per-layer table (at most ``max_rows`` rows) followed by the summary line."""
-        rows = [self.row(r) for r in self.layers[:max_rows]]
-        more = len(self.layers) - len(rows)
+        shown = self.table_layers()
+        rows = [self.row(r) for r in shown[:max_rows]]
+        more = len(shown) - len(rows) if self.COUNT_MORE else 0
         tail = f"\n... {more} more {self.NOUN}(s)" if more > 0 else ""
         return format_table(rows, self.COLUMNS) + tail + "\n" + self.summary()
 

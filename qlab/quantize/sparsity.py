@@ -42,7 +42,7 @@ import torch
 from .. import formats
 from ..core.metrics import weight_error
 from ..core.model import ModelLike
-from ..core.report import ModelSizes, format_table
+from ..core.report import Report
 from .model import quantize_model
 from .recipes import KEEP, fallback, spec, targets, torch_module
 
@@ -160,7 +160,7 @@ class SparseLayer:
 
 
 @dataclass
-class SparsityReport(ModelSizes):
+class SparsityReport(Report):
     """Per-layer rows (pruned layers, then any dense ones) and whole-model sizes."""
 
     layers: list[Any]
@@ -180,11 +180,16 @@ class SparsityReport(ModelSizes):
         return (f"{self.pattern} {self.scoring} + {self.fmt}: {self.total_bytes / 1e6:.2f} MB "
                 f"({self.bits_per_weight:.3f} bits/weight), sparsity {self.sparsity:.3f} of pruned layers")  # fmt: skip
 
-    def table(self, max_rows: int | None = None) -> str:
-        rows = [vars(r) for r in self.layers if isinstance(r, SparseLayer)][:max_rows]
-        cols = [("name", "tensor", None), ("used", "values", None), ("sparsity", "sparsity", ".3f"),
-                ("nbytes", "bytes", ",d"), ("sqnr_db", "SQNR dB", ".2f")]  # fmt: skip
-        return format_table(rows, cols) + "\n" + self.summary()
+    COLUMNS = (("name", "tensor", None), ("used", "values", None), ("sparsity", "sparsity", ".3f"),
+               ("nbytes", "bytes", ",d"), ("sqnr_db", "SQNR dB", ".2f"))  # fmt: skip
+    COUNT_MORE = False
+
+    def table_layers(self) -> list[Any]:
+        """The pruned layers (dense ones are in ``layers`` for the sizes only)."""
+        return [r for r in self.layers if isinstance(r, SparseLayer)]
+
+    def row(self, layer: Any) -> dict[str, Any]:
+        return vars(layer)
 
 
 def sparsify_model(
