@@ -44,8 +44,9 @@ COLUMNS = {"perplexity": "perplexity", "nll": "nll", "kl_mean": "kl", "top1_agre
 
 
 def columns(result: dict[str, float]) -> dict[str, float]:
-    """The :data:`COLUMNS` of a :func:`compare` result, under their short names (``kl``, ``top1``)."""
-    return {short: result[key] for key, short in COLUMNS.items()}
+    """The :data:`COLUMNS` of a :func:`compare` result (those it has: llama.cpp's comparison reports
+    no ``nll``), under their short names (``kl``, ``top1``)."""
+    return {short: result[key] for key, short in COLUMNS.items() if key in result}
 
 
 def token_windows(m: Loaded, text: str | None = None, window: int = 512, windows: int = 16) -> torch.Tensor:
