@@ -52,10 +52,12 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check qlab tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 lint: $(STAMP)
 	$(BIN)/ruff check qlab tests benchmarks
+	$(BIN)/lint-imports
 
 doctor: $(STAMP)
 	$(BIN)/qlab doctor

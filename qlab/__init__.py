@@ -23,6 +23,7 @@ _LAZY_ATTRS = {
     "SmoothQuantConfig": "quantize",
     "AWQConfig": "quantize",
     "GPTQConfig": "quantize",
+    "WeightOnlyConfig": "quantize",
     "sweep": "analysis.sweep",
 }
 __all__ = ["formats", "roundtrip", "__version__", *_LAZY_MODULES, *_LAZY_ATTRS]

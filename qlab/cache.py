@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .models._paths import data_dir
+from .models.paths import data_dir
 
 
 def path(name: str) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.model import Loaded
 from ..quantize.recipes import targets, torch_module
 
 BLOCK_PATTERN = r"(?:.*\.)?(?:layers|layer|h|blocks)\.\d+"
@@ -54,12 +55,12 @@ def _stats(x: torch.Tensor) -> ChannelStats:
     return ChannelStats(a.amax(0).numpy(), a.mean(0).numpy(), a.amax(1).numpy())
 
 
-def _inputs(m: Any, inputs: Any, text: str | None, tokens: int) -> Any:
+def _inputs(m: Loaded, inputs: Any, text: str | None, tokens: int) -> Any:
     if inputs is not None:
         return inputs
-    from ._lm import default_text, token_windows
+    from ..core.lm import token_windows
 
-    return token_windows(m, default_text() if text is None else text, tokens, 1)
+    return token_windows(m, text, tokens, 1)
 
 
 def _run(mod: torch.nn.Module, inputs: Any) -> None:
@@ -73,7 +74,7 @@ def _run(mod: torch.nn.Module, inputs: Any) -> None:
 
 
 def capture_activations(
-    m: Any,
+    m: Loaded,
     inputs: Any = None,
     *,
     text: str | None = None,

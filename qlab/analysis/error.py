@@ -1,4 +1,4 @@
-"""Quantization error: SQNR, error statistics, and a side-by-side comparison of formats.
+"""Quantization error of formats side by side (the metrics themselves: :mod:`qlab.core.metrics`).
 
 SQNR (signal-to-quantization-noise ratio) = 10 log10(sum x^2 / sum (x - x_hat)^2) in dB. For a
 uniform b-bit quantizer of a full-scale signal it grows by ~6.02 dB per bit (Bennett, 1948).
@@ -8,32 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .. import formats
-
-
-def sqnr_db(x: np.ndarray, y: np.ndarray) -> float:
-    """SQNR of ``y`` as an approximation of ``x``, in dB (``inf`` when exact)."""
-    x = np.asarray(x, np.float64)
-    noise = np.sum((x - np.asarray(y, np.float64)) ** 2)
-    signal = np.sum(x**2)
-    if noise == 0:
-        return float("inf")
-    if signal == 0:
-        return float("-inf")
-    return float(10 * np.log10(signal / noise))
-
-
-def error_stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """SQNR (dB), MSE, max |error| and mean |error| of ``y`` against ``x``."""
-    err = np.asarray(y, np.float64) - np.asarray(x, np.float64)
-    return {
-        "sqnr_db": sqnr_db(x, y),
-        "mse": float(np.mean(err**2)) if err.size else 0.0,
-        "max_abs_err": float(np.max(np.abs(err))) if err.size else 0.0,
-        "mean_abs_err": float(np.mean(np.abs(err))) if err.size else 0.0,
-    }
+from ..core.metrics import error_stats, sqnr_db
 
 
 def formats_with_bits(bits: int, row_length: int | None = None) -> list[str]:
@@ -71,3 +47,6 @@ def compare_formats(x: Any, names: list[str], **options: Any) -> list[dict[str, 
             }
         )
     return rows
+
+
+__all__ = ["compare_formats", "error_stats", "formats_with_bits", "sqnr_db"]

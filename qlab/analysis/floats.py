@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.model import Loaded
 from ..quantize.recipes import torch_module
 from .error import compare_formats
 
 EIGHT_BIT = ("int8", "fp8_e4m3", "fp8_e5m2", "fp8_e3m4")
 
 
-def linear_inputs(m: Any, names: Iterable[str], sentences: Sequence[str]) -> dict[str, np.ndarray]:
+def linear_inputs(m: Loaded, names: Iterable[str], sentences: Sequence[str]) -> dict[str, np.ndarray]:
     """``{layer name: input activations (tokens, in_features) float32}`` of a sentence encoder's
     Linear layers for ``sentences`` (one forward pass; padding positions dropped)."""
-    from ..backends.compare import tokenize
+    from ..core.calibration import tokenize
 
     mod = torch_module(m)
     batch = tokenize(m, list(sentences))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import formats
+from ..core.model import Loaded
 
 TERNARY_EPS = 1e-5  # BitNet b1.58's epsilon in W / (gamma + eps)
 G32 = {"granularity": "group", "group_size": 32, "symmetric": False}
@@ -73,7 +74,7 @@ def grid_roundtrip(w: Any, grid: Any) -> tuple[np.ndarray, int, str]:
     return fmt.decode(enc), int(enc.nbytes), used.label()
 
 
-def error_through_layers(m: Any, recipe: Any, window: int = 128, text: str | None = None) -> list[float]:
+def error_through_layers(m: Loaded, recipe: Any, window: int = 128, text: str | None = None) -> list[float]:
     """Median over tokens of the relative error ``||h_q - h|| / ||h||`` of the hidden state after
     each block (index 0: the embedding output; the last: after the final norm) on one window of ``text`` (default: WikiText-2 test), ``recipe`` applied
     to a copy of the weights with :func:`qlab.quantize_model`; the model is restored."""
@@ -101,7 +102,7 @@ def error_through_layers(m: Any, recipe: Any, window: int = 128, text: str | Non
     return [float(((g - r).double().norm(dim=-1) / r.double().norm(dim=-1)).median()) for g, r in zip(got, ref, strict=True)]
 
 
-def layer_input(m: Any, name: str, text: str | None = None, window: int = 128) -> torch.Tensor:
+def layer_input(m: Loaded, name: str, text: str | None = None, window: int = 128) -> torch.Tensor:
     """The input ``X (tokens, in_features)`` of module ``name`` on the first ``window`` tokens of
     ``text`` (default: :func:`qlab.eval.calibration_text`), captured with a forward hook."""
     from ..eval import calibration_text

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from .. import formats
+from ..core.model import Loaded
 from ..quantize.recipes import targets, torch_module
 
 
-def parameter_counts(m: Any) -> dict[str, Any]:
+def parameter_counts(m: Loaded) -> dict[str, Any]:
     """Distinct parameters of a model (a tied embedding/output matrix counts once).
 
     Keys: ``total``; ``weights`` (the Linear / Embedding / Conv matrices a quantizer converts);
@@ -116,7 +117,7 @@ def matmul_latency(tokens: int = 16, d_in: int = 2048, d_out: int = 2048, repeat
     """Median seconds of one ``Linear(d_in, d_out)`` on ``tokens`` rows: float32 (``torch.nn.Linear``)
     vs int8 (PyTorch's dynamic-quantized ``Linear``: int8 weights, activations quantized per
     call, fbgemm/onednn int8 GEMM). A timing: depends on the CPU and its load."""
-    from ..backends.compare import measure_latency
+    from ..core.latency import measure_latency
 
     torch.manual_seed(seed)
     lin = torch.nn.Linear(d_in, d_out).eval()

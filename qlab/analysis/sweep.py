@@ -5,7 +5,8 @@ snapshot in between: no reload), measures it and returns one row per recipe -- b
 model megabytes, the metrics and the time taken -- plus the float reference row.
 
 * Causal LMs: perplexity, KL divergence and top-1 agreement against the float model on
-  WikiText-2 windows; the reference forward runs once per sweep (:mod:`qlab.analysis._lm`).
+  WikiText-2 windows; the reference forward runs once per sweep (:mod:`qlab.core.lm`, its
+  log-probabilities kept in float16; columns :data:`qlab.core.lm.COLUMNS`).
 * Other models: their default evaluation (``m.evaluate()``, e.g. MiniLM's embedding cosine
   similarity or digits-cnn's accuracy), run on the float model once for the reference row.
 
@@ -27,14 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..quantize._table import format_table
+from ..core import lm as lm_eval
+from ..core.model import Loaded, torch_module
+from ..core.pareto import HIGHER_IS_BETTER, higher_is_better, pareto_front, plot_pareto
+from ..core.report import format_table
+from ..core.text import wikitext2_test
 from ..quantize.model import WeightSnapshot, quantize_model, recipe_label
-from ..quantize.recipes import spec, torch_module
-from . import _lm
-
-#: metrics for which larger is better (the Pareto front maximises them)
-HIGHER_IS_BETTER = ("top1", "accuracy", "acc", "cosine", "overlap", "recall", "similarity", "agreement")
+from ..quantize.recipes import spec
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -43,10 +45,6 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
         return Path(path)
     env = os.environ.get("QLAB_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "qlab"
-
-
-def higher_is_better(metric: str) -> bool:
-    return any(k in metric.lower() for k in HIGHER_IS_BETTER)
 
 
 def recipe_key(recipe: Any) -> Any:
@@ -65,7 +63,7 @@ def recipe_key(recipe: Any) -> Any:
     return [str(s), {k: s.options[k] for k in sorted(s.options)}]
 
 
-def model_fingerprint(m: Any) -> str:
+def model_fingerprint(m: Loaded) -> str:
     """Hash of every parameter's name, shape, row sums and a strided sample of its values.
 
     Row sums (numpy's pairwise float32 summation: deterministic, one pass) change when any value
@@ -96,8 +94,6 @@ class SweepResult:
 
     def pareto(self) -> list[dict[str, Any]]:
         """Rows on the Pareto front of (bits per weight, metric), reference excluded."""
-        from ..viz.pareto import pareto_front
-
         rows = [r for r in self.rows if not r.get("reference")]
         mask = pareto_front([r["bits_per_weight"] for r in rows], [r[self.metric] for r in rows], self.maximize)
         return [r for r, on in zip(rows, mask, strict=True) if on]
@@ -117,9 +113,7 @@ class SweepResult:
         return format_table(rows, cols)
 
     def plot(self, ax: Any = None, path: str | os.PathLike | None = None, **kw: Any) -> Any:
-        """Pareto plot (bits per weight vs the metric); see :func:`qlab.viz.pareto.plot_pareto`."""
-        from ..viz.pareto import plot_pareto
-
+        """Pareto plot (bits per weight vs the metric); see :func:`qlab.core.pareto.plot_pareto`."""
         return plot_pareto(self, ax=ax, path=path, **kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +130,7 @@ def _size_row(report: Any) -> dict[str, Any]:
 
 
 def sweep(
-    model: Any,
+    model: Loaded | str,
     formats: Sequence[Any] | Mapping[str, Any],
     metric: str | None = None,
     *,
@@ -171,7 +165,7 @@ def sweep(
     if lm and metric not in (None, "kl", "perplexity", "top1", "nll"):
         raise ValueError(f"metric {metric!r}: a causal LM sweep measures 'kl', 'perplexity', 'top1' and 'nll'")
     if lm:
-        text = _lm.default_text() if text is None else text
+        text = wikitext2_test() if text is None else text
         evalp: dict[str, Any] = {"text": hashlib.sha1(text.encode()).hexdigest(), "window": window, "windows": windows}
     else:
         evalp = {"evaluate": dict(sorted((eval_kwargs or {}).items()))}
@@ -202,12 +196,13 @@ def sweep(
             tmp.replace(key(recipe))
 
     labelled = list(formats.items()) if isinstance(formats, Mapping) else [(recipe_label(f), f) for f in formats]
-    ref_lm: _lm.LMReference | None = None
+    ref_lm: lm_eval.Reference | None = None
     snapshot: WeightSnapshot | None = None
 
     def measure() -> dict[str, Any]:
         if lm:
-            return _lm.lm_compare(model, ref_lm, batch=batch, progress=progress)
+            got = lm_eval.compare(model, ref_lm, progress=progress, batch=batch)
+            return lm_eval.columns(got)
         return {"metrics": dict(model.evaluate(**(eval_kwargs or {})))}
 
     # the float reference row (f32 everywhere: 4 bytes per parameter)
@@ -218,8 +213,9 @@ def sweep(
         t0 = time.perf_counter()
         snapshot = WeightSnapshot(model)
         if lm:
-            ref_lm = _lm.lm_reference(model, text, window, windows, batch=batch, progress=progress)
-            ref_metrics = {"perplexity": ref_lm.perplexity, "nll": ref_lm.nll, "kl": 0.0, "top1": 1.0}
+            ref_lm = lm_eval.reference(model, text, window, windows, torch.float16, progress, batch)
+            nll = ref_lm.nll.double().mean().item()
+            ref_metrics = {"perplexity": ref_lm.perplexity, "nll": nll, "kl": 0.0, "top1": 1.0}
         else:
             ref_metrics = measure()
         if ref_row is None:
@@ -253,4 +249,5 @@ def sweep(
     return SweepResult(rows, metric, name, params)
 
 
-__all__ = ["sweep", "SweepResult", "cache_dir", "model_fingerprint", "recipe_key", "higher_is_better"]
+__all__ = ["HIGHER_IS_BETTER", "sweep", "SweepResult", "cache_dir", "model_fingerprint", "recipe_key",
+           "higher_is_better"]

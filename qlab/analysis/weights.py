@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.model import ModelLike
+from ..core.report import format_table
 from ..formats.base import as_float32
-from ..quantize._table import format_table
 from ..quantize.recipes import targets
 
 
@@ -58,7 +59,7 @@ def tensor_stats(w: Any, k: float = 3.0) -> dict[str, Any]:
 
 
 def weight_stats(
-    model: Any, k: float = 3.0, include: str | Iterable[str] | None = None
+    model: ModelLike, k: float = 3.0, include: str | Iterable[str] | None = None
 ) -> list[dict[str, Any]]:
     """:func:`tensor_stats` of every weight target of ``model`` (``include``: fnmatch patterns),
     one dict per tensor with ``name``, ``shape`` and ``params`` added."""

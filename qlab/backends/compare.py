@@ -21,166 +21,27 @@ prints) and :func:`plot_backends` draws the table as bar charts for the lessons.
 
 from __future__ import annotations
 
-import io
 import os
-import statistics
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..core.calibration import CALIBRATION_OFFSET, LM_WINDOW, example_batches, run_batch, tokenize
+from ..core.latency import measure_latency
+from ..core.model import Loaded
+from ..core.report import format_table
+from .model import BackendModel, float_model, saved_bytes, state_bytes
+
+batches = example_batches  # the name the lessons use
+
 BACKENDS = ("torch_native", "onnxruntime", "bitsandbytes")
 
 
-@dataclass
-class BackendModel:
-    """A model quantized by, and running on, a real backend.
-
-    ``loaded.model`` executes on the backend (for ONNX Runtime an adapter module around the
-    ``InferenceSession``); attribute access falls through to ``loaded``, so ``qlab.eval``
-    functions and ``.evaluate()`` take this object directly.
-    """
-
-    backend: str
-    scheme: str
-    loaded: Any
-    weight_bytes: int
-    disk_bytes: int
-    path: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "loaded":  # during copy/unpickling, before __init__ ran
-            raise AttributeError(name)
-        return getattr(self.loaded, name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.backend}: {self.scheme}"
-
-    def __repr__(self) -> str:
-        return f"BackendModel({self.label!r}, {self.loaded.name!r}, weight_bytes={self.weight_bytes:,})"
-
-
-def state_bytes(module: torch.nn.Module) -> int:
-    """Bytes of every tensor in ``module.state_dict()`` (shared storages counted once).
-
-    Quantized tensors count their integer codes plus their scales/zero-points (float32 + int32
-    per channel, or one pair per tensor); torch.ao's packed-parameter tuples are unpacked.
-    """
-    seen: set[tuple[int, int]] = set()
-
-    def count(v: Any) -> int:
-        if isinstance(v, tuple | list):
-            return sum(count(x) for x in v)
-        if not isinstance(v, torch.Tensor):
-            return 0
-        if v.is_quantized:
-            per_channel = v.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
-            return v.numel() * v.int_repr().element_size() + 8 * (v.q_per_channel_scales().numel() if per_channel else 1)
-        key = (v.untyped_storage().data_ptr(), v.storage_offset()) if v.numel() else (id(v), 0)
-        if key in seen:
-            return 0
-        seen.add(key)
-        return v.numel() * v.element_size()
-
-    return sum(count(v) for v in module.state_dict().values())
-
-
-def saved_bytes(module: torch.nn.Module) -> int:
-    """Size of ``torch.save(module.state_dict())``."""
-    buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    return buf.getbuffer().nbytes
-
-
-def float_model(m: Any) -> BackendModel:
-    """The float32 PyTorch model itself, as the reference row."""
-    return BackendModel("torch", "fp32 (reference)", m, state_bytes(m.model), saved_bytes(m.model))
-
-
-# ----------------------------------------------------------------------------------------- inputs
-CALIBRATION_OFFSET = 2000  # calibration sentences start here: qlab.eval uses the first 1000
-LM_WINDOW = 128  # tokens per causal-LM example window
-
-
-def batches(m: Any, n: int = 128, batch_size: int = 32, split: str = "calibration") -> list[Any]:
-    """Real input batches for ``m``: ``split="calibration"`` (digits train images; WikiText-2
-    sentences disjoint from the evaluation sentences; for a causal LM, token windows from the
-    second half of WikiText-2 test) or ``"eval"`` (digits test images; the evaluation sentences;
-    windows from the start of the text). Sentence-encoder batches are tokenizer dicts of int64
-    tensors (``input_ids``, ``attention_mask``, ``token_type_ids``) padded to the longest
-    sentence; causal-LM batches are ``(batch, 128)`` token-id tensors.
-    """
-    if split not in ("calibration", "eval"):
-        raise ValueError(f"split must be 'calibration' or 'eval', got {split!r}")
-    if n <= 0 or batch_size <= 0:
-        raise ValueError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
-    if m.kind == "image-classifier":
-        from ..models.digits import load_split
-
-        x, _ = load_split("train" if split == "calibration" else "test")
-        return list(x[:n].split(batch_size))
-    if m.kind == "sentence-encoder":
-        from ..eval import wikitext_sentences
-
-        start = CALIBRATION_OFFSET if split == "calibration" else 0
-        text = wikitext_sentences(start + n)[start:]
-        return [tokenize(m, text[i : i + batch_size]) for i in range(0, n, batch_size)]
-    if m.kind == "causal-lm":  # n windows of LM_WINDOW tokens (calibration: from the second half of the text)
-        from ..eval import wikitext2_test
-
-        text = wikitext2_test()
-        text = text[len(text) // 2 :] if split == "calibration" else text
-        ids = m.tokenizer(text[: 8 * n * LM_WINDOW], return_tensors="pt")["input_ids"][0]
-        if ids.numel() < n * LM_WINDOW:
-            raise ValueError(f"not enough text for {n} windows of {LM_WINDOW} tokens")
-        return list(ids[: n * LM_WINDOW].view(n, LM_WINDOW).split(batch_size))
-    raise ValueError(f"no example batches for a {m.kind} model ({m.name}); pass input batches explicitly")
-
-
-def tokenize(m: Any, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
-    """A padded tokenizer batch for a sentence encoder (truncated at its max sequence length)."""
-    max_len = m.config.get("max_seq_length") or 256
-    enc = m.tokenizer(list(sentences), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-
-
-def run_batch(model: Any, batch: Any) -> Any:
-    """One forward call on a batch as :func:`batches` makes them."""
-    return model(**batch) if isinstance(batch, dict) else model(batch)
-
-
-# ---------------------------------------------------------------------------------------- latency
-def measure_latency(
-    fns: dict[str, Callable[[], Any]], repeat: int = 20, warmup: int = 2, threads: int | None = None
-) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin (one call of each per round).
-
-    ``threads``: torch's intra-op thread count while timing (ONNX Runtime sessions take theirs
-    when created; :func:`compare` re-creates them with the same count).
-    """
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads or old)
-    try:
-        with torch.inference_mode():
-            for r in range(warmup + repeat):
-                for k, f in fns.items():
-                    t = time.perf_counter()
-                    f()
-                    if r >= warmup:
-                        times[k].append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(old)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 # ----------------------------------------------------------------------------------------- tables
-def default_metrics(m: Any, n_sentences: int = 256) -> Callable[[Any], dict[str, float]]:
+def default_metrics(m: Loaded, n_sentences: int = 256) -> Callable[[Any], dict[str, float]]:
     """The accuracy metric of a model kind: digits accuracy; MiniLM cosine / top-10 retrieval
     overlap with the fp32 model; SmolLM2 perplexity (4 windows of 512 tokens)."""
     from .. import eval as qeval
@@ -209,8 +70,6 @@ class BackendTable:
     batch_size: int
 
     def table(self) -> str:
-        from ..quantize._table import format_table
-
         cols = [("backend", "backend", None), ("scheme", "scheme", None),
                 ("disk_mb", "disk MB", ".3f"), ("weight_mb", "memory MB", ".3f")]
         cols += [(k, k, ".4f") for k in self.metrics]
@@ -226,7 +85,7 @@ class BackendTable:
 
 
 def compare(
-    m: Any,
+    m: Loaded,
     models: Sequence[BackendModel],
     metrics: Callable[[Any], dict[str, float]] | None = None,
     batch: Any = None,
@@ -267,7 +126,7 @@ def compare(
     return BackendTable(m.name, names, rows, batch_size)
 
 
-def backend_models(m: Any, backend: str = "all", calibration: Sequence[Any] | None = None) -> list[BackendModel]:
+def backend_models(m: Loaded, backend: str = "all", calibration: Sequence[Any] | None = None) -> list[BackendModel]:
     """The standard quantized variants of ``m`` on one backend (or ``"all"``) -- the rows of
     :func:`backend_table`. Calibration defaults to 4 batches of :func:`batches`."""
     if backend != "all" and backend not in BACKENDS:
@@ -352,6 +211,6 @@ def plot_backends(
     return fig
 
 
-__all__ = ["BACKENDS", "BackendModel", "BackendTable", "backend_models", "backend_table", "batches", "compare",
+__all__ = ["BACKENDS", "CALIBRATION_OFFSET", "LM_WINDOW", "BackendModel", "BackendTable", "backend_models", "backend_table", "batches", "compare",
            "default_metrics", "float_model", "measure_latency", "plot_backends", "run_batch", "saved_bytes",
            "state_bytes", "tokenize"]

@@ -6,14 +6,16 @@
 * :func:`embedding_similarity` -- cosine and top-10 neighbour overlap vs the fp32 encoder;
 * :func:`accuracy` -- classifier accuracy (digits-cnn test split).
 
-Every function takes the object :func:`qlab.models.load` returns.
+Every function takes the object :func:`qlab.models.load` returns (:class:`qlab.core.Loaded`).
+Importing this package registers the default evaluation of each model kind, which
+``LoadedModel.evaluate()`` runs.
 """
 
+from ..core.text import calibration_text, sentences, wikitext2_test, wikitext_sentences
 from .classification import accuracy, predict
 from .embedding import embed, embedding_similarity, reference_embeddings, topk_overlap
 from .kl import Reference, compare, kl_divergence, reference
 from .perplexity import logits, perplexity, token_nll, token_windows
-from .text import calibration_text, sentences, wikitext2_test, wikitext_sentences
 
 __all__ = [
     "Reference",
@@ -35,3 +37,17 @@ __all__ = [
     "calibration_text",
     "wikitext_sentences",
 ]
+
+
+def _register() -> None:
+    from ..models.zoo import register_evaluation
+
+    def causal_lm(m, reference=None, **kw):  # type: ignore[no-untyped-def]
+        return compare(m, reference, **kw) if reference is not None else {"perplexity": perplexity(m, **kw)}
+
+    register_evaluation("causal-lm", causal_lm)
+    register_evaluation("sentence-encoder", embedding_similarity)
+    register_evaluation("image-classifier", lambda m, **kw: {"accuracy": accuracy(m, **kw)})
+
+
+_register()

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from .text import wikitext_sentences
+from ..core.model import Loaded
+from ..core.text import wikitext_sentences
 
 _REFERENCE: dict[tuple[str, str], torch.Tensor] = {}
 
 
-def embed(m: Any, sentences: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+def embed(m: Loaded, sentences: Sequence[str], batch_size: int = 64) -> torch.Tensor:
     """Embeddings ``(n, d)`` float32 of a sentence encoder (its pooling and normalization)."""
     from ..models.minilm import encode
 
@@ -37,7 +37,7 @@ def embed(m: Any, sentences: Sequence[str], batch_size: int = 64) -> torch.Tenso
     )
 
 
-def reference_embeddings(m: Any, sentences: Sequence[str]) -> torch.Tensor:
+def reference_embeddings(m: Loaded, sentences: Sequence[str]) -> torch.Tensor:
     """fp32 embeddings of ``sentences`` by an unmodified copy of ``m``'s model (cached per process)."""
     digest = hashlib.sha1("\x00".join(sentences).encode()).hexdigest()
     key = (m.key or str(m.source), digest)
@@ -65,7 +65,7 @@ def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
 
 
 def embedding_similarity(
-    m: Any, sentences: Sequence[str] | None = None, n: int = 1000, k: int = 10, reference: torch.Tensor | None = None
+    m: Loaded, sentences: Sequence[str] | None = None, n: int = 1000, k: int = 10, reference: torch.Tensor | None = None
 ) -> dict[str, float]:
     """Cosine similarity to fp32 (``cosine_mean``, ``cosine_min``) and ``top{k}_overlap`` over
     ``sentences`` (default: the first ``n`` WikiText-2 test sentences)."""

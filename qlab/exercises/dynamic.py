@@ -15,15 +15,15 @@ def quantize_per_token(x: np.ndarray, bits: int) -> np.ndarray:
     range per row of the last axis), fake-quantized (decoded back to float32)."""
     import torch
 
-    from ..quantize._fakequant import dynamic_range
     from ..quantize.configs import activation_spec
+    from ..quantize.fakequant import dynamic_range
 
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     return dynamic_range(t, activation_spec(f"int{bits}", {}), per_row=True).numpy()
 
 
 def _cases() -> Iterator[Case]:
-    from ..backends.compare import tokenize
+    from ..core.calibration import tokenize
     from ..eval import wikitext_sentences
     from ..models import load
     from ..viz.dynamic import real_tokens

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._floatbits import FloatSpec, pack, unpack
 from .base import Encoded, Format, Layout, check_blocks, check_finite, register
-from .gguf._common import GGMLFormat
+from .gguf.common import GGMLFormat
 
 E4M3 = FloatSpec(4, 3, 7, "fn")
 E2M1 = FloatSpec(2, 1, 1, "none")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._paths import data_dir
+from .paths import data_dir
 
 WEIGHTS_FILE = "digits_cnn.pt"
 SEED = 0

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,13 @@ class LoadedModel:
 
     def evaluate(self, **kw: Any) -> dict[str, float]:
         """Default evaluation: perplexity (causal-lm; with ``reference=`` also KL/top-1), embedding
-        agreement with the fp32 model (sentence-encoder), or test accuracy (image-classifier)."""
-        from .. import eval as qeval
+        agreement with the fp32 model (sentence-encoder), or test accuracy (image-classifier).
 
-        if self.kind == "causal-lm":
-            ref = kw.pop("reference", None)
-            if ref is not None:
-                return qeval.compare(self, ref, **kw)
-            return {"perplexity": qeval.perplexity(self, **kw)}
-        if self.kind == "sentence-encoder":
-            return qeval.embedding_similarity(self, **kw)
-        return {"accuracy": qeval.accuracy(self, **kw)}
+        The evaluations live in :mod:`qlab.eval`, a floor above this one, which registers them with
+        :func:`register_evaluation` when imported (imported here on first use)."""
+        if self.kind not in _EVALUATIONS:
+            import_module("qlab.eval")  # registers every kind's evaluation
+        return _EVALUATIONS[self.kind](self, **kw)
 
     def fresh(self) -> LoadedModel:
         """A new, unmodified float32 copy of the same model (from the per-process cache)."""
@@ -83,6 +80,16 @@ class LoadedModel:
             f"LoadedModel(name={self.name!r}, kind={self.kind!r}, params={self.num_parameters:,}, "
             f"source={str(self.source) if self.source else None!r})"
         )
+
+
+_EVALUATIONS: dict[str, Callable[..., dict[str, float]]] = {}
+
+
+def register_evaluation(kind: str, fn: Callable[..., dict[str, float]]) -> None:
+    """Make ``LoadedModel.evaluate(**kw)`` run ``fn(model, **kw)`` for models of ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
+    _EVALUATIONS[kind] = fn
 
 
 _CACHE: dict[tuple, tuple[torch.nn.Module, Any, str, Path | None, dict[str, Any]]] = {}
@@ -189,4 +196,4 @@ def _hf_causal_lm(path: Path) -> tuple[torch.nn.Module, Any, str, Path | None, d
     return model, tok, "causal-lm", path, {}
 
 
-__all__ = ["KINDS", "ZOO", "LoadedModel", "clear_cache", "load"]
+__all__ = ["KINDS", "ZOO", "LoadedModel", "clear_cache", "load", "register_evaluation"]

@@ -1,7 +1,7 @@
 """Calibration observers by name: ``qlab.observers.get("percentile", percentile=99.9)``.
 
-The implementation lives in :mod:`qlab.quantize.observers` (and the histogram observers in
-:mod:`qlab.quantize._histogram`); this package only gives it a short public name.
+The implementation lives in :mod:`qlab.quantize.observers` (the min-max observers in its
+``base`` module, the histogram ones in ``histogram``); this package only gives it a short public name.
 """
 
 from ..quantize.observers import (

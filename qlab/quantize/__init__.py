@@ -1,8 +1,10 @@
-"""Model-level quantization: weight-only recipes, and PTQ / dynamic / QAT pipelines.
+"""Model-level quantization: one entry point, ``quantize_(model, config)``, for weight-only recipes
+(:class:`WeightOnlyConfig`; ``quantize_model(m, recipe)`` is its alias) and PTQ / dynamic / QAT /
+LLM pipelines.
 
 >>> import qlab
 >>> m = qlab.models.load("smollm2-135m")                                  # doctest: +SKIP
->>> report = qlab.quantize_model(m, "q4_k_m")                             # doctest: +SKIP
+>>> report = qlab.quantize_(m, qlab.WeightOnlyConfig(recipe="q4_k_m"))    # doctest: +SKIP
 >>> d = qlab.models.load("digits-cnn")                                    # doctest: +SKIP
 >>> qlab.quantize_(d, qlab.PTQConfig(weights="int8", activations="int8"), calibration=batches)  # doctest: +SKIP
 """
@@ -18,6 +20,7 @@ from .configs import (
     QATConfig,
     QuantConfig,
     SmoothQuantConfig,
+    WeightOnlyConfig,
 )
 from .mixed import MixedResult, mixed_precision, uniform_bytes, uniform_within
 from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
@@ -27,7 +30,7 @@ from .sparsity import SparsityReport, activation_norms, nm_mask, sparsify_model,
 __all__ = [
     "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "calibration", "recipes", "resolve_recipe",
     "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
-    "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig",
+    "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig", "WeightOnlyConfig",
     "mixed", "mixed_precision", "MixedResult", "uniform_bytes", "uniform_within",
     "sparsity", "sparsify_model", "SparsityReport", "nm_mask", "wanda_score", "activation_norms",
 ]

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from .. import formats
-from ..analysis.error import error_stats
-from ._fakequant import kind, weight_roundtrip
+from ..core.metrics import error_stats, sqnr_from_power
+from ..core.model import ModelLike, torch_module
 from ._report import LayerQuant
-from .recipes import Spec, torch_module
+from .fakequant import kind, weight_roundtrip
+from .recipes import Spec
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -61,7 +62,7 @@ def _patterns(p: str | Iterable[str] | None) -> list[str] | None:
     return None if p is None else [p] if isinstance(p, str) else list(p)
 
 
-def find_layers(model: Any, include: Any = None, exclude: Any = None) -> list[Layer]:
+def find_layers(model: ModelLike, include: Any = None, exclude: Any = None) -> list[Layer]:
     """Every Linear/Conv1d/Conv2d of ``model`` (once, tied weights once), filtered by fnmatch patterns."""
     mod = torch_module(model)
     seen: set[int] = set()
@@ -90,7 +91,7 @@ def find_layers(model: Any, include: Any = None, exclude: Any = None) -> list[La
     return chosen
 
 
-def check_model(model: Any) -> None:
+def check_model(model: ModelLike) -> None:
     """Refuse a model that a pipeline has already quantized (hooks would stack)."""
     done = getattr(torch_module(model), "_qlab_quantized", None)
     if done:
@@ -145,7 +146,7 @@ def layer_report(la: Layer, **fields: Any) -> LayerQuant:
     return LayerQuant(la.name, la.kind, la.shape, la.module.weight.numel(), **fields)
 
 
-def other_params(model: Any, layers: list[Layer]) -> int:
+def other_params(model: ModelLike, layers: list[Layer]) -> int:
     covered = {id(la.module.weight) for la in layers}
     return sum(p.numel() for p in torch_module(model).parameters() if id(p) not in covered)
 
@@ -186,14 +187,13 @@ def quantizing_hook(la: Layer, q: Callable[[torch.Tensor], torch.Tensor], probe:
             xd, yd = x.detach().double(), y.detach().double()
             noise = float(((xd - yd) ** 2).sum())
             signal = float((xd**2).sum())
-            sqnr = float("inf") if noise == 0 else float("-inf") if signal == 0 else 10 * np.log10(signal / noise)
-            probe.setdefault(la.name, []).append(sqnr)
+            probe.setdefault(la.name, []).append(sqnr_from_power(signal, noise))
         return y
 
     return fn
 
 
-def mark(model: Any, label: str) -> None:
+def mark(model: ModelLike, label: str) -> None:
     torch_module(model)._qlab_quantized = label
 
 

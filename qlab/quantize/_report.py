@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._table import ModelSizes, format_table
+from ..core.report import Report
 
 
 @dataclass
@@ -42,7 +42,7 @@ class LayerQuant:
 
 
 @dataclass
-class PipelineReport(ModelSizes):
+class PipelineReport(Report):
     """Per-layer rows plus whole-model sizes (other parameters -- biases, norms, embeddings -- as float32)."""
 
     method: str
@@ -52,11 +52,11 @@ class PipelineReport(ModelSizes):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-    def layer(self, name: str) -> LayerQuant:
-        for r in self.layers:
-            if r.name == name:
-                return r
-        raise KeyError(f"no layer {name!r} in the report; layers: {', '.join(r.name for r in self.layers)}")
+    COLUMNS = (
+        ("name", "layer", None), ("shape", "shape", None), ("weights", "weights", None), ("bpw", "bits/w", ".3f"),
+        ("sqnr_db", "W SQNR dB", ".2f"), ("activations", "activations", None), ("range", "act range", None),
+        ("act_sqnr_db", "A SQNR dB", ".2f"), ("note", "note", None),
+    )  # fmt: skip
 
     def summary(self) -> str:
         return (
@@ -64,21 +64,9 @@ class PipelineReport(ModelSizes):
             f"({self.bits_per_weight:.3f} bits/param; fp32 {self.fp32_bytes / 1e6:.3f} MB)"
         )
 
-    def table(self, max_rows: int | None = None) -> str:
-        rows = []
-        for r in self.layers[:max_rows]:
-            d = asdict(r)
-            d["shape"] = "x".join(map(str, r.shape))
-            d["bpw"] = r.bits_per_weight
-            d["range"] = None if r.act_lo is None else f"[{r.act_lo:.3g}, {r.act_hi:.3g}]"
-            rows.append(d)
-        cols = [
-            ("name", "layer", None), ("shape", "shape", None), ("weights", "weights", None), ("bpw", "bits/w", ".3f"),
-            ("sqnr_db", "W SQNR dB", ".2f"), ("activations", "activations", None), ("range", "act range", None),
-            ("act_sqnr_db", "A SQNR dB", ".2f"), ("note", "note", None),
-        ]  # fmt: skip
-        more = len(self.layers) - len(rows)
-        return format_table(rows, cols) + (f"\n... {more} more layer(s)" if more > 0 else "") + "\n" + self.summary()
+    def row(self, layer: LayerQuant) -> dict[str, Any]:
+        r = layer
+        return {**super().row(r), "range": None if r.act_lo is None else f"[{r.act_lo:.3g}, {r.act_hi:.3g}]"}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,10 +78,6 @@ class PipelineReport(ModelSizes):
             "layers": [{**asdict(r), "shape": list(r.shape)} for r in self.layers],
             "extra": {k: v for k, v in self.extra.items() if _jsonable(v)},
         }
-
-    def __str__(self) -> str:
-        return self.summary()
-
 
 def _jsonable(v: Any) -> bool:
     return isinstance(v, str | int | float | bool | list | dict | tuple | type(None) | np.floating | np.integer)

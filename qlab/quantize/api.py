@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..core.model import ModelLike
 from ._report import LayerQuant, PipelineReport
 from .configs import QuantConfig
 
@@ -76,7 +77,7 @@ def method_for(config: Any) -> Method:
     return fn
 
 
-def quantize_(model: Any, config: QuantConfig, calibration: Any = None, **kwargs: Any) -> Any:
+def quantize_(model: ModelLike, config: QuantConfig, calibration: Any = None, **kwargs: Any) -> Any:
     """Quantize ``model`` in place with ``config``; return the method's report.
 
     ``calibration``: input batches (tensors, tokenizer dicts, ``(x, y)`` pairs) or text for a

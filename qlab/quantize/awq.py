@@ -28,7 +28,7 @@ range is shrunk to ``max|w| * (1 - k/20)``, ``k < 10``, where that lowers the ou
 
 Objective. The reference measures the mean squared error of the scaled sub-module's output on a
 token sample. Here the error of the affected *Linear outputs* is computed exactly over all
-calibration tokens from the input Gram matrix ``G = X^T X / n`` (:mod:`._blockwise`):
+calibration tokens from the input Gram matrix ``G = X^T X / n`` (:mod:`.blockwise`):
 ``mean ||X E^T||^2 = trace(E G E^T) / rows`` with ``E = W - Q(W * s) / s``, a few GEMMs of the
 weight's size instead of ``n_grid`` forward passes (the differences to the reference: q/k/v and
 gate/up are judged by their own outputs, not by the attention / MLP outputs behind them).
@@ -47,11 +47,12 @@ import torch
 from torch import nn
 
 from .. import formats
-from . import _blockwise as B
+from ..core.model import ModelLike
 from . import _layers as L
-from ._llm_configs import AWQConfig
+from . import blockwise as B
 from ._report import LayerQuant, PipelineReport
 from .gptq import check_weight_only, layer_row, select_layers
+from .llm_configs import AWQConfig
 from .recipes import Spec
 
 #: (operation producing the input, the Linears reading it) of a LLaMA-style block
@@ -213,7 +214,7 @@ def awq_block(block: nn.Module, stats: dict[str, B.InputStats], chosen: set[str]
     return info
 
 
-def run_awq(model: Any, config: AWQConfig, calibration: Any = None, batch_size: int = 8) -> PipelineReport:
+def run_awq(model: ModelLike, config: AWQConfig, calibration: Any = None, batch_size: int = 8) -> PipelineReport:
     """AWQ on every decoder-block Linear of a LLaMA-style LLM, calibrated on ``calibration`` text
     (what ``qlab.quantize_`` runs for an :class:`AWQConfig`); the model is modified in place."""
     if not isinstance(config, AWQConfig):

@@ -19,92 +19,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from .recipes import torch_module
+from ..core.calibration import Batch, run_batch, to_batches
+from ..core.model import ModelLike, torch_module
 
-Batch = torch.Tensor | Mapping[str, torch.Tensor]
+batches = to_batches  # ``qlab.quantize.calibration.batches``: the name the pipelines and lessons use
+run = run_batch
 
-
-def _no_batches(what: str) -> ValueError:
-    return ValueError(
-        f"calibration has no batches ({what}); static quantization needs at least one batch of "
-        f"representative inputs, e.g. calibration=x_train[:256] or a list of tokenized batches"
-    )
-
-
-def batches(data: Any, model: Any = None, batch_size: int = 32, seq_len: int = 512) -> list[Batch]:
-    """The model inputs of ``data`` as a list of batches (see the module docstring)."""
-    if data is None:
-        raise _no_batches("calibration=None")
-    tok = getattr(model, "tokenizer", None)
-    if isinstance(data, str):
-        return _text(data, model, tok, batch_size, seq_len)
-    if isinstance(data, torch.Tensor):
-        if data.ndim == 0 or len(data) == 0:
-            raise _no_batches(f"an empty tensor of shape {tuple(data.shape)}")
-        return list(data.split(batch_size))
-    if isinstance(data, Mapping):
-        return [data]
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data) and (
-        data[1].ndim == 1 and len(data[0]) == len(data[1]) and data[1].dtype in (torch.int64, torch.int32)
-    ):
-        return batches(data[0], model, batch_size, seq_len)  # (x, y) labelled data
-    if not isinstance(data, Iterable):
-        raise TypeError(f"calibration must be tensors, dicts, (x, y) pairs or text; got {type(data).__name__}")
-    items = list(data)
-    if not items:
-        raise _no_batches("an empty list")
-    if all(isinstance(s, str) for s in items):
-        return _sentences(items, model, tok, batch_size)
-    out: list[Batch] = []
-    for b in items:
-        if isinstance(b, tuple | list) and len(b) == 2 and isinstance(b[0], torch.Tensor):
-            b = b[0]
-        if isinstance(b, torch.Tensor | Mapping):
-            if (len(b) if isinstance(b, torch.Tensor) and b.ndim else 1) > 0:
-                out.append(b)
-        else:
-            raise TypeError(f"a calibration batch must be a tensor, a dict or an (x, y) pair; got {type(b).__name__}")
-    if not out:
-        raise _no_batches("every batch is empty")
-    return out
-
-
-def _need_tokenizer(tok: Any) -> None:
-    if tok is None:
-        raise ValueError("text calibration needs a model with a tokenizer (pass a qlab.models.load() result)")
-
-
-def _text(text: str, model: Any, tok: Any, batch_size: int, seq_len: int) -> list[Batch]:
-    if not text.strip():
-        raise _no_batches("empty text")
-    _need_tokenizer(tok)
-    if getattr(model, "kind", "") == "causal-lm":
-        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        return [{"input_ids": w[None]} for w in ids.split(seq_len)]
-    return _sentences([s for s in text.splitlines() if s.strip()], model, tok, batch_size)
-
-
-def _sentences(sentences: list[str], model: Any, tok: Any, batch_size: int) -> list[Batch]:
-    _need_tokenizer(tok)
-    cfg = getattr(model, "config", None)
-    max_len = (cfg.get("max_seq_length") if isinstance(cfg, dict) else None) or 512
-    return [
-        dict(tok(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"))
-        for i in range(0, len(sentences), batch_size)
-    ]
-
-
-def run(module: torch.nn.Module, batch: Batch) -> Any:
-    """One forward pass (``module(**batch)`` for dicts)."""
-    return module(**batch) if isinstance(batch, Mapping) else module(batch)
-
-
-def feed(model: Any, data: list[Batch], progress: bool = True, desc: str = "calibrating") -> int:
+def feed(model: ModelLike, data: list[Batch], progress: bool = True, desc: str = "calibrating") -> int:
     """Run every batch through the model (no gradients, eval mode); return the number of batches."""
     from tqdm.auto import tqdm
 
@@ -134,7 +60,7 @@ def digits_calibration_sets(n: int = 256, seed: int = 0) -> dict[str, torch.Tens
 
 
 def calibration_study(
-    model: Any,
+    model: ModelLike,
     config: Any,
     sets: Mapping[str, torch.Tensor | Sequence[Any]],
     sizes: Sequence[int] = (1, 4, 16, 64, 256),

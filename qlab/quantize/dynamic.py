@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
+from ..core.model import ModelLike
 from . import _layers as L
-from ._fakequant import dynamic_range
 from ._report import PipelineReport
 from .calibration import batches, feed
 from .configs import DynamicConfig
+from .fakequant import dynamic_range
 from .recipes import Spec
 
 
@@ -39,7 +40,7 @@ def _runtime_quantizer(spec: Spec, per_token: bool, channel_axis: int) -> Any:
     return q
 
 
-def quantize_dynamic(model: Any, config: DynamicConfig, calibration: Any = None, batch_size: int = 32) -> PipelineReport:
+def quantize_dynamic(model: ModelLike, config: DynamicConfig, calibration: Any = None, batch_size: int = 32) -> PipelineReport:
     """Quantize weights now and install run-time activation quantization (``qlab.quantize_``)."""
     L.check_model(model)
     wspec = config.weight_spec() if config.weights else None

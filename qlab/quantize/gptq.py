@@ -32,7 +32,7 @@ that decodes bit-exactly to the new weights (:func:`encoded`): the reported byte
 Rows are independent given ``H``, so layers fed the same input (``q/k/v_proj``, ``gate/up_proj``)
 are quantized as one stacked matrix. Computation: float32 torch on CPU (the inverse Hessian in
 float64). ``quantize_(m, GPTQConfig(...), calibration=text)`` runs it block by block over the LLM
-(:mod:`qlab.quantize._blockwise`).
+(:mod:`qlab.quantize.blockwise`).
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ import numpy as np
 import torch
 
 from .. import formats
-from ..analysis.error import error_stats
+from ..core.metrics import error_stats
+from ..core.model import ModelLike
 from ..formats import integer
-from . import _blockwise as B
 from . import _layers as L
-from ._llm_configs import GPTQConfig
+from . import blockwise as B
 from ._report import LayerQuant, PipelineReport
+from .llm_configs import GPTQConfig
 from .recipes import Spec
 
 
@@ -217,7 +218,7 @@ def encoded(res: GPTQResult, grid: IntGrid) -> formats.Encoded:
 
 
 # -- whole model ---------------------------------------------------------------------------------
-def select_layers(model: Any, config: Any) -> tuple[str, Any, list[L.Layer]]:
+def select_layers(model: ModelLike, config: Any) -> tuple[str, Any, list[L.Layer]]:
     """``(blocks name, blocks, chosen layers)``: the decoder blocks' Linear layers filtered by the
     config's include/exclude (``lm_head`` and embeddings stay float, as in the papers)."""
     prefix, blocks = B.decoder_blocks(model)
@@ -250,7 +251,7 @@ def layer_row(la: L.Layer, orig: torch.Tensor, spec: Spec, nbytes: int, note: st
                           mse=st["mse"], max_abs_err=st["max_abs_err"], note=note)  # fmt: skip
 
 
-def run_gptq(model: Any, config: GPTQConfig, calibration: Any = None, batch_size: int = 8) -> PipelineReport:
+def run_gptq(model: ModelLike, config: GPTQConfig, calibration: Any = None, batch_size: int = 8) -> PipelineReport:
     """GPTQ on every decoder-block Linear of an LLM, calibrated on ``calibration`` text (what
     ``qlab.quantize_`` runs for a :class:`GPTQConfig`); weights replaced in place."""
     if not isinstance(config, GPTQConfig):

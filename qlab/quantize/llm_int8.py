@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 from .. import formats
-from ..analysis.error import error_stats
-from ..backends.bitsandbytes.simulate import int8_weight, llm_int8_linear, outlier_columns
+from ..core.llm_int8 import int8_weight, llm_int8_linear, outlier_columns
+from ..core.metrics import error_stats
+from ..core.model import ModelLike
 from . import _layers as L
 from ._report import PipelineReport
 from .calibration import batches, feed
@@ -100,7 +101,7 @@ def _check_config(config: LLMInt8Config) -> None:
                          f"{config.activations!r} {dict(config.activation_options) or ''} cannot be used")
 
 
-def _linear_layers(model: Any, config: LLMInt8Config) -> list[L.Layer]:
+def _linear_layers(model: ModelLike, config: LLMInt8Config) -> list[L.Layer]:
     layers = [la for la in L.find_layers(model, config.include, config.exclude) if isinstance(la.module, nn.Linear)]
     if not layers:
         raise ValueError("LLM.int8() replaces nn.Linear layers; include/exclude leave none (the model's "
@@ -108,13 +109,13 @@ def _linear_layers(model: Any, config: LLMInt8Config) -> list[L.Layer]:
     return layers
 
 
-def _replace(model: Any, name: str, new: nn.Module) -> None:
+def _replace(model: ModelLike, name: str, new: nn.Module) -> None:
     mod = torch_module(model)
     parent, _, attr = name.rpartition(".")
     setattr(mod.get_submodule(parent) if parent else mod, attr, new)
 
 
-def quantize_llm_int8(model: Any, config: LLMInt8Config, calibration: Any = None, batch_size: int = 32,
+def quantize_llm_int8(model: ModelLike, config: LLMInt8Config, calibration: Any = None, batch_size: int = 32,
                       progress: bool = False) -> PipelineReport:
     """Replace every (included) ``nn.Linear`` by :class:`LLMInt8Linear` (``qlab.quantize_``).
 
@@ -153,12 +154,12 @@ def quantize_llm_int8(model: Any, config: LLMInt8Config, calibration: Any = None
     return report
 
 
-def llm_int8_modules(model: Any) -> dict[str, LLMInt8Linear]:
+def llm_int8_modules(model: ModelLike) -> dict[str, LLMInt8Linear]:
     """``{name: module}`` of the :class:`LLMInt8Linear` layers of ``model``."""
     return {n: m for n, m in torch_module(model).named_modules() if isinstance(m, LLMInt8Linear)}
 
 
-def outlier_report(model: Any) -> list[dict[str, Any]]:
+def outlier_report(model: ModelLike) -> list[dict[str, Any]]:
     """Per LLM.int8() layer, over every call since the last reset: ``columns`` (distinct input
     features that were outliers at least once), ``max_per_call``, ``calls``, ``tokens``, and the
     ``top`` columns (most often outliers, with their call counts)."""
@@ -176,7 +177,7 @@ def outlier_report(model: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def reset_outlier_stats(model: Any) -> None:
+def reset_outlier_stats(model: ModelLike) -> None:
     """Zero every LLM.int8() layer's outlier counters."""
     for m in llm_int8_modules(model).values():
         m.reset_stats()

@@ -5,7 +5,7 @@ output at 3 bits, others (``attn_v``, ``ffn_down``, the first blocks) hurt at 4.
 budget, :func:`mixed_precision` chooses a format per group of weights so that the model fits and
 the predicted damage is smallest:
 
-1. **Sensitivity** (:func:`qlab.analysis.layer_sensitivity`): for every candidate format ``f``
+1. **Sensitivity** (:func:`qlab.quantize.sensitivity.layer_sensitivity`): for every candidate format ``f``
    and group ``g``, quantize ``g`` alone with ``f`` and measure ``Δ[g, f]`` -- the KL divergence
    to the float model for causal LMs (on :func:`qlab.eval.calibration_text`, never on the text
    the result is evaluated on), else ``|Δ metric|``.
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import formats
+from ..core.model import Loaded
 from .recipes import Spec, fallback, spec, targets, torch_module
 
 DEFAULT_CANDIDATES = ("q8_0", "q6_k", "q4_k", "q3_k", "q2_k")
@@ -96,13 +97,13 @@ class MixedResult:
         return {k: v for k, v in out.items() if v}
 
 
-def _other_params(m: Any) -> int:
+def _other_params(m: Loaded) -> int:
     mod = torch_module(m)
     covered = {id(t.weight) for t in targets(mod)}
     return sum(p.numel() for p in mod.parameters() if id(p) not in covered)
 
 
-def uniform_bytes(m: Any, recipe: Any) -> int:
+def uniform_bytes(m: Loaded, recipe: Any) -> int:
     """``quantize_model(m, recipe).total_bytes`` for a single format, computed without encoding
     the weights (fallbacks included; other parameters as float32)."""
     s = spec(recipe)
@@ -113,7 +114,7 @@ def uniform_bytes(m: Any, recipe: Any) -> int:
     return total
 
 
-def uniform_within(m: Any, budget_bytes: int, candidates: Iterable[Any] = DEFAULT_CANDIDATES) -> str | None:
+def uniform_within(m: Loaded, budget_bytes: int, candidates: Iterable[Any] = DEFAULT_CANDIDATES) -> str | None:
     """The candidate whose uniform model is the largest that still fits ``budget_bytes`` (the
     fair uniform baseline for a mixed recipe of that budget), or None if none fits."""
     sizes = {spec(c).label(): uniform_bytes(m, c) for c in candidates}
@@ -121,7 +122,7 @@ def uniform_within(m: Any, budget_bytes: int, candidates: Iterable[Any] = DEFAUL
     return max(fit, key=fit.__getitem__) if fit else None
 
 
-def _group_costs(m: Any, groups: Mapping[str, list[str]], cands: list[Spec], sens: Mapping[str, Any]) -> dict[str, GroupCosts]:
+def _group_costs(m: Loaded, groups: Mapping[str, list[str]], cands: list[Spec], sens: Mapping[str, Any]) -> dict[str, GroupCosts]:
     tg = {t.name: t for t in targets(m)}
     out: dict[str, GroupCosts] = {}
     for g, names in groups.items():
@@ -139,10 +140,10 @@ def _group_costs(m: Any, groups: Mapping[str, list[str]], cands: list[Spec], sen
     return out
 
 
-def _measure(m: Any, groups: Mapping[str, list[str]], cands: list[Spec], kw: dict[str, Any]) -> dict[str, Any]:
+def _measure(m: Loaded, groups: Mapping[str, list[str]], cands: list[Spec], kw: dict[str, Any]) -> dict[str, Any]:
     """Sensitivity per candidate, measuring each (group, stored formats) pair once: on SmolLM2 a
     ``q3_k`` and a ``q2_k`` request on a 576-wide row are both stored as ``q4_0``."""
-    from ..analysis.sensitivity import SensitivityResult, layer_sensitivity
+    from .sensitivity import SensitivityResult, layer_sensitivity
 
     tg = {t.name: t for t in targets(m)}
     seen: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
@@ -243,7 +244,7 @@ def allocate(costs: Mapping[str, GroupCosts], budget: int) -> dict[str, int]:
 
 
 def mixed_precision(
-    m: Any,
+    m: Loaded,
     budget_bytes: int,
     candidates: Iterable[Any] = DEFAULT_CANDIDATES,
     sensitivity: Mapping[str, Any] | None = None,
@@ -259,12 +260,12 @@ def mixed_precision(
     per-group sensitivity is smallest (see the module docstring).
 
     ``sensitivity``: ``{candidate label: SensitivityResult}`` from
-    :func:`qlab.analysis.layer_sensitivity` with the same ``by`` (measured here when None, on
+    :func:`qlab.quantize.sensitivity.layer_sensitivity` with the same ``by`` (measured here when None, on
     ``text`` -- default :func:`qlab.eval.calibration_text`, held out from the evaluation text --
     with ``window`` x ``windows`` tokens). ``by``: ``"module"``, ``"block"``, ``"type"`` or a
-    mapping, as in :func:`qlab.analysis.sensitivity.groups_of`; a group gets one format.
+    mapping, as in :func:`qlab.quantize.sensitivity.groups_of`; a group gets one format.
     """
-    from ..analysis.sensitivity import groups_of
+    from .sensitivity import groups_of
 
     cands = [spec(c) for c in candidates]
     if not cands:

@@ -19,12 +19,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import formats
-from ._table import ModelSizes, format_table
-from .recipes import KEEP, Choice, Target, resolve_recipe, spec, targets, torch_module
+from ..core.metrics import weight_error
+from ..core.model import ModelLike, torch_module
+from ..core.report import Report
+from .configs import WeightOnlyConfig
+from .recipes import KEEP, Choice, Target, resolve_recipe, spec, targets
 
 
 @dataclass
@@ -54,7 +56,7 @@ class LayerReport:
 
 
 @dataclass
-class QuantReport(ModelSizes):
+class QuantReport(Report):
     """What ``quantize_model`` did: per-tensor rows plus whole-model sizes."""
 
     layers: list[LayerReport]
@@ -85,20 +87,16 @@ class QuantReport(ModelSizes):
             f"({self.bits_per_weight:.3f} bits/weight, fp32 {self.fp32_bytes / 1e6:.2f} MB) [{mix}]{fb}"
         )
 
-    def table(self, max_rows: int | None = None) -> str:
-        """Per-tensor table (name, shape, requested -> used, bits/weight, KB, SQNR, reason)."""
-        rows = [
-            {**asdict(r), "shape": "x".join(map(str, r.shape)), "bpw": r.bits_per_weight, "kb": r.nbytes / 1e3}
-            for r in self.layers[:max_rows]
-        ]
-        cols = [
-            ("name", "tensor", None), ("shape", "shape", None), ("requested", "requested", None),
-            ("used", "used", None), ("bpw", "bits/w", ".3f"), ("kb", "KB", ".1f"),
-            ("sqnr_db", "SQNR dB", ".2f"), ("reason", "note", None),
-        ]  # fmt: skip
-        more = len(self.layers) - len(rows)
-        tail = f"\n... {more} more tensor(s)" if more > 0 else ""
-        return format_table(rows, cols) + tail + "\n" + self.summary()
+    COLUMNS = (
+        ("name", "tensor", None), ("shape", "shape", None), ("requested", "requested", None),
+        ("used", "used", None), ("bpw", "bits/w", ".3f"), ("kb", "KB", ".1f"),
+        ("sqnr_db", "SQNR dB", ".2f"), ("reason", "note", None),
+    )  # fmt: skip
+    NOUN = "tensor"
+
+    def row(self, layer: LayerReport) -> dict[str, Any]:
+        """Per-tensor row (name, shape, requested -> used, bits/weight, KB, SQNR, reason)."""
+        return {**super().row(layer), "kb": layer.nbytes / 1e3}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,10 +109,6 @@ class QuantReport(ModelSizes):
             "layers": [{**asdict(r), "shape": list(r.shape), "aliases": list(r.aliases)} for r in self.layers],
         }
 
-    def __str__(self) -> str:
-        return self.summary()
-
-
 class WeightSnapshot:
     """Copies of a model's weight targets, to quantize from repeatedly and to restore.
 
@@ -124,11 +118,11 @@ class WeightSnapshot:
     that a later recipe only has to copy those back where it keeps the float weight.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: ModelLike) -> None:
         self.weights = {t.name: t.weight.detach().clone() for t in targets(model)}
         self.dirty: set[str] = set()
 
-    def restore(self, model: Any, names: Iterable[str] | None = None) -> None:
+    def restore(self, model: ModelLike, names: Iterable[str] | None = None) -> None:
         """Put the original weights back (in place): all of them, or those of ``names``."""
         keep = None if names is None else set(names)
         with torch.no_grad():
@@ -136,21 +130,6 @@ class WeightSnapshot:
                 if keep is None or t.name in keep:
                     t.weight.copy_(self.weights[t.name])
                     self.dirty.discard(t.name)
-
-
-def _stats(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """SQNR (dB), MSE, max |error| (definitions of :mod:`qlab.analysis.error`).
-
-    ``y - x`` is taken in float32 (exact whenever y is within a factor 2 of x, Sterbenz) and the
-    sums accumulate in float64 without a float64 copy of the tensor (``einsum`` buffers).
-    """
-    if x.size == 0:
-        return float("inf"), 0.0, 0.0
-    e = (y - x).ravel()
-    noise = float(np.einsum("i,i->", e, e, dtype=np.float64))
-    signal = float(np.einsum("i,i->", x.ravel(), x.ravel(), dtype=np.float64))
-    sqnr = float("inf") if noise == 0 else float("-inf") if signal == 0 else 10 * np.log10(signal / noise)
-    return float(sqnr), noise / e.size, float(np.max(np.abs(e)))
 
 
 def _apply(t: Target, choice: Choice, source: torch.Tensor | None) -> LayerReport:
@@ -162,7 +141,7 @@ def _apply(t: Target, choice: Choice, source: torch.Tensor | None) -> LayerRepor
         enc = fmt.encode(x, **choice.used.options)
         y, nbytes = fmt.decode(enc), enc.nbytes
     # statistics first: ``x`` may share memory with the weight that is overwritten next
-    sqnr, mse, mx = _stats(x, y) if y is not x else (float("inf"), 0.0, 0.0)
+    sqnr, mse, mx = weight_error(x, y) if y is not x else (float("inf"), 0.0, 0.0)
     if y is not x or source is not None:  # a kept weight without a source is left untouched
         with torch.no_grad():
             t.weight.copy_(torch.from_numpy(y).reshape(t.shape))
@@ -173,7 +152,7 @@ def _apply(t: Target, choice: Choice, source: torch.Tensor | None) -> LayerRepor
 
 
 def quantize_model(
-    model: Any,
+    model: ModelLike,
     recipe: Any,
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
@@ -181,20 +160,39 @@ def quantize_model(
     source: WeightSnapshot | None = None,
     progress: bool = False,
 ) -> QuantReport:
-    """Quantize ``model``'s Linear / Embedding / Conv weights in place; return a :class:`QuantReport`.
+    """``qlab.quantize_(model, WeightOnlyConfig(recipe=recipe, include=..., exclude=...))``: an alias.
 
-    ``recipe``: a format name (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns to
-    formats, or a llama.cpp mix (``"q4_k_m"``); see :mod:`qlab.quantize.recipes`. ``include`` /
-    ``exclude``: fnmatch patterns selecting weights (others stay float32). Tied weights (SmolLM2's
-    ``lm_head`` is ``embed_tokens``) are quantized once, with the embedding's format. ``source``:
-    a :class:`WeightSnapshot` to quantize from instead of the current weights (sweeps); weights
-    the recipe keeps are reset to the snapshot where it had overwritten them.
+    Quantizes ``model``'s Linear / Embedding / Conv weights in place and returns a
+    :class:`QuantReport`; see :func:`weight_only`.
 
     >>> m = qlab.models.load("smollm2-135m")                    # doctest: +SKIP
     >>> print(qlab.quantize_model(m, "q4_k_m").summary())       # doctest: +SKIP
     """
+    return weight_only(model, WeightOnlyConfig(recipe=recipe, include=include, exclude=exclude), source=source, progress=progress)
+
+
+def weight_only(
+    model: ModelLike,
+    config: WeightOnlyConfig,
+    calibration: Any = None,
+    *,
+    source: WeightSnapshot | None = None,
+    progress: bool = False,
+) -> QuantReport:
+    """Quantize ``model``'s Linear / Embedding / Conv weights in place; return a :class:`QuantReport`
+    (the method ``qlab.quantize_`` runs for a :class:`WeightOnlyConfig`; no calibration).
+
+    ``config.recipe``: a format name (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns
+    to formats, or a llama.cpp mix (``"q4_k_m"``); see :mod:`qlab.quantize.recipes`.
+    ``config.include`` / ``config.exclude``: fnmatch patterns selecting weights (others stay
+    float32). Tied weights (SmolLM2's ``lm_head`` is ``embed_tokens``) are quantized once, with the
+    embedding's format. ``source``: a :class:`WeightSnapshot` to quantize from instead of the
+    current weights (sweeps); weights the recipe keeps are reset to the snapshot where it had
+    overwritten them.
+    """
     from tqdm.auto import tqdm
 
+    recipe, include, exclude = config.recipe, config.include, config.exclude
     mod = torch_module(model)
     choices = resolve_recipe(mod, recipe, include, exclude)
     tg = targets(mod)
@@ -220,4 +218,12 @@ def recipe_label(recipe: Any) -> str:
     return spec(recipe).label()
 
 
-__all__ = ["quantize_model", "QuantReport", "LayerReport", "WeightSnapshot"]
+def _register() -> None:
+    from .api import register_method
+
+    register_method(WeightOnlyConfig, weight_only)
+
+
+_register()
+
+__all__ = ["quantize_model", "weight_only", "QuantReport", "LayerReport", "WeightSnapshot"]

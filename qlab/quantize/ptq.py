@@ -17,7 +17,7 @@ or step by step, to look at the observers before converting::
 
 Weights are replaced by ``decode(encode(w))`` of the config's format (rows = output channels,
 conv kernels flattened), activations by the format's quantization with the observed range
-(:mod:`qlab.quantize._fakequant`); block-scaled activation formats (MX, NF4, GGML) scale each
+(:mod:`qlab.quantize.fakequant`); block-scaled activation formats (MX, NF4, GGML) scale each
 block themselves and use the observed range only to clip. The report measures each layer's
 input SQNR on the first calibration batch.
 """
@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.model import ModelLike
 from . import _layers as L
-from ._fakequant import kind, quantizer
 from ._report import PipelineReport
 from .calibration import batches, feed
 from .configs import PTQConfig
+from .fakequant import kind, quantizer
 from .observers import Observer
 from .observers import get as get_observer
 
@@ -40,7 +41,7 @@ from .observers import get as get_observer
 class PTQSession:
     """A model with observers inserted (:func:`prepare`); ``calibrate`` then ``convert``."""
 
-    def __init__(self, model: Any, config: PTQConfig) -> None:
+    def __init__(self, model: ModelLike, config: PTQConfig) -> None:
         L.check_model(model)
         self.model, self.config = model, config
         self.wspec = config.weight_spec() if config.weights else None
@@ -134,14 +135,14 @@ def needs_calibration(config: PTQConfig) -> bool:
     return config.activations is not None and kind(config.activation_spec()) != "cast"
 
 
-def prepare(model: Any, config: PTQConfig) -> PTQSession:
+def prepare(model: ModelLike, config: PTQConfig) -> PTQSession:
     """Insert observers (one per Linear/Conv input) and return the session to calibrate and convert."""
     if not isinstance(config, PTQConfig):
         raise TypeError(f"prepare() takes a PTQConfig, got {type(config).__name__}")
     return PTQSession(model, config)
 
 
-def quantize_ptq(model: Any, config: PTQConfig, calibration: Any = None, batch_size: int = 32) -> PipelineReport:
+def quantize_ptq(model: ModelLike, config: PTQConfig, calibration: Any = None, batch_size: int = 32) -> PipelineReport:
     """``prepare`` + ``calibrate`` + ``convert`` (what ``qlab.quantize_`` runs for a PTQConfig)."""
     calibrate = needs_calibration(config)
     if calibrate:

@@ -36,12 +36,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import formats
-from ..analysis.error import error_stats
+from ..core.metrics import error_stats
+from ..core.model import ModelLike
 from . import _layers as L
-from ._fakequant import RangeQuantizer, RoundtripQuantizer, int_grid, kind, quantizer
 from ._report import PipelineReport
 from .calibration import run
 from .configs import QATConfig
+from .fakequant import RangeQuantizer, RoundtripQuantizer, int_grid, kind, quantizer
 from .recipes import Spec, torch_module
 
 
@@ -136,7 +137,7 @@ class STEInput(nn.Module):
         return quantizer(self.spec, self.lo.item(), self.hi.item(), row_axis=self.axis)
 
 
-def _training_data(model: Any, data: Any) -> list[tuple[Any, torch.Tensor | None]]:
+def _training_data(model: ModelLike, data: Any) -> list[tuple[Any, torch.Tensor | None]]:
     if data is None:
         if getattr(model, "name", "") == "digits-cnn":
             from ..models.digits import load_split
@@ -184,7 +185,7 @@ def _loss(logits: torch.Tensor, y: Any, teacher: Any, x: Any, cfg: QATConfig) ->
     return sum(w * t for w, t in terms)
 
 
-def quantize_qat(model: Any, config: QATConfig, calibration: Any = None) -> PipelineReport:
+def quantize_qat(model: ModelLike, config: QATConfig, calibration: Any = None) -> PipelineReport:
     """Attach fake quantizers, train, convert (what ``qlab.quantize_`` runs for a QATConfig)."""
     L.check_model(model)
     mod = torch_module(model)

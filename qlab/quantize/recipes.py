@@ -49,7 +49,8 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import formats
-from .mixes import MIXES, is_mix, mix_choices
+from ..core.model import ModelLike, torch_module
+from .llamacpp_mixes import MIXES, is_mix, mix_choices
 
 KEEP = "f32"
 
@@ -193,16 +194,7 @@ class Target:
         return any(fnmatchcase(n, pattern) for n in names if n)
 
 
-def torch_module(model: Any) -> torch.nn.Module:
-    """The ``torch.nn.Module`` of a ``qlab.models.load`` result (or the module itself)."""
-    # a torch module first: transformers' LlamaForCausalLM has a ``.model`` attribute of its own
-    mod = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
-    if not isinstance(mod, torch.nn.Module):
-        raise TypeError(f"expected a torch module or a qlab.models.load() result, got {type(model).__name__}")
-    return mod
-
-
-def targets(model: Any) -> list[Target]:
+def targets(model: ModelLike) -> list[Target]:
     """Every Linear / Embedding / Conv weight of ``model`` once, in module order."""
     found: dict[int, tuple[str, torch.nn.Module, list[str]]] = {}
     for name, mod in torch_module(model).named_modules(remove_duplicate=False):
@@ -242,7 +234,7 @@ def fallback(requested: Spec, row_length: int) -> tuple[Spec, str]:
 
 
 def resolve_recipe(
-    model: Any,
+    model: ModelLike,
     recipe: Any,
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
@@ -280,7 +272,7 @@ def resolve_recipe(
     return out
 
 
-def get(name: str, model: Any) -> dict[str, Spec]:
+def get(name: str, model: ModelLike) -> dict[str, Spec]:
     """A llama.cpp mix as a plain recipe ``{module name: format}`` for ``model`` (editable)."""
     name = name.lower().removeprefix("llama:")
     if name not in MIXES:
@@ -288,7 +280,7 @@ def get(name: str, model: Any) -> dict[str, Spec]:
     return {n: s for n, (s, _) in _mix(model, targets(model), name).items()}
 
 
-def _mix(model: Any, tg: list[Target], ftype: str) -> dict[str, tuple[Spec, str]]:
+def _mix(model: ModelLike, tg: list[Target], ftype: str) -> dict[str, tuple[Spec, str]]:
     cfg = getattr(torch_module(model), "config", None)
     return {n: (Spec(f), why) for n, (f, why) in mix_choices(tg, ftype, cfg).items()}
 

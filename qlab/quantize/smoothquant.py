@@ -37,11 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.model import ModelLike
 from . import _layers as L
-from ._fakequant import kind
 from ._report import PipelineReport
 from .calibration import batches, feed
 from .configs import DynamicConfig, PTQConfig, SmoothQuantConfig
+from .fakequant import kind
 from .recipes import torch_module
 
 CLAMP = 1e-5  # smooth_ln_fcs: act_scales and weight maxima clamped from below
@@ -56,7 +57,7 @@ class SmoothGroup:
     linears: tuple[str, ...]
 
 
-def smooth_groups(model: Any) -> list[SmoothGroup]:
+def smooth_groups(model: ModelLike) -> list[SmoothGroup]:
     """The foldable (producer, consumers) pairs of a Llama-style decoder (see the module docstring)."""
     mod = torch_module(model)
     names = dict(mod.named_modules())
@@ -98,7 +99,7 @@ def smoothing_factors(act_absmax: Any, weights: Any, alpha: float) -> torch.Tens
     return (a.clamp(min=CLAMP).pow(alpha) / wmax.clamp(min=CLAMP).pow(1 - alpha)).clamp(min=CLAMP)
 
 
-def activation_absmax(model: Any, data: list[Any], names: list[str], progress: bool = False) -> dict[str, torch.Tensor]:
+def activation_absmax(model: ModelLike, data: list[Any], names: list[str], progress: bool = False) -> dict[str, torch.Tensor]:
     """Per-input-channel ``max |x|`` of the named Linear layers over every calibration batch."""
     mod = torch_module(model)
     out: dict[str, torch.Tensor] = {}
@@ -125,7 +126,7 @@ def activation_absmax(model: Any, data: list[Any], names: list[str], progress: b
 
 
 @torch.no_grad()
-def smooth_(model: Any, act_absmax: dict[str, torch.Tensor], alpha: float,
+def smooth_(model: ModelLike, act_absmax: dict[str, torch.Tensor], alpha: float,
             groups: list[SmoothGroup] | None = None) -> dict[str, torch.Tensor]:
     """Fold SmoothQuant's scales into ``model`` (in place; the float function is unchanged):
     ``prev`` divided by ``s``, each Linear's input columns multiplied by ``s``. ``act_absmax`` is
@@ -168,7 +169,7 @@ def _check_config(config: SmoothQuantConfig) -> None:
                          f"activations={a.label()} cannot be used")
 
 
-def quantize_smoothquant(model: Any, config: SmoothQuantConfig, calibration: Any = None,
+def quantize_smoothquant(model: ModelLike, config: SmoothQuantConfig, calibration: Any = None,
                          calibration_tokens: int = 8192, batch_size: int = 32, progress: bool = False) -> PipelineReport:
     """Calibrate activation maxima, smooth, then W8A8 (``qlab.quantize_``). ``calibration``: text
     (windows of 512 tokens) or batches; whole batches are taken until they hold ``calibration_tokens``

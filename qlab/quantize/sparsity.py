@@ -40,8 +40,10 @@ import numpy as np
 import torch
 
 from .. import formats
-from ._table import ModelSizes, format_table
-from .model import _stats, quantize_model
+from ..core.metrics import weight_error
+from ..core.model import ModelLike
+from ..core.report import Report
+from .model import quantize_model
 from .recipes import KEEP, fallback, spec, targets, torch_module
 
 SCORINGS = ("magnitude", "wanda")
@@ -79,7 +81,7 @@ def wanda_score(w: Any, x_norm: Any) -> np.ndarray:
 
 
 def activation_norms(
-    model: Any, text: str | None = None, include: str | Iterable[str] = DEFAULT_INCLUDE,
+    model: ModelLike, text: str | None = None, include: str | Iterable[str] = DEFAULT_INCLUDE,
     seq_len: int = 512, n_seq: int = 16, progress: bool = False,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """``{Linear name: ||X_j||_2 over every calibration token}`` (float64, one per input feature)
@@ -158,7 +160,7 @@ class SparseLayer:
 
 
 @dataclass
-class SparsityReport(ModelSizes):
+class SparsityReport(Report):
     """Per-layer rows (pruned layers, then any dense ones) and whole-model sizes."""
 
     layers: list[Any]
@@ -178,15 +180,20 @@ class SparsityReport(ModelSizes):
         return (f"{self.pattern} {self.scoring} + {self.fmt}: {self.total_bytes / 1e6:.2f} MB "
                 f"({self.bits_per_weight:.3f} bits/weight), sparsity {self.sparsity:.3f} of pruned layers")  # fmt: skip
 
-    def table(self, max_rows: int | None = None) -> str:
-        rows = [vars(r) for r in self.layers if isinstance(r, SparseLayer)][:max_rows]
-        cols = [("name", "tensor", None), ("used", "values", None), ("sparsity", "sparsity", ".3f"),
-                ("nbytes", "bytes", ",d"), ("sqnr_db", "SQNR dB", ".2f")]  # fmt: skip
-        return format_table(rows, cols) + "\n" + self.summary()
+    COLUMNS = (("name", "tensor", None), ("used", "values", None), ("sparsity", "sparsity", ".3f"),
+               ("nbytes", "bytes", ",d"), ("sqnr_db", "SQNR dB", ".2f"))  # fmt: skip
+    COUNT_MORE = False
+
+    def table_layers(self) -> list[Any]:
+        """The pruned layers (dense ones are in ``layers`` for the sizes only)."""
+        return [r for r in self.layers if isinstance(r, SparseLayer)]
+
+    def row(self, layer: Any) -> dict[str, Any]:
+        return vars(layer)
 
 
 def sparsify_model(
-    model: Any,
+    model: ModelLike,
     scoring: str = "magnitude",
     fmt: Any = None,
     *,
@@ -225,7 +232,7 @@ def sparsify_model(
         w = formats.base.as_float32(t.weight.detach())
         score = wanda_score(w, norms[t.name]) if scoring == "wanda" else None
         y, mask, nbytes, used = prune_weight(w, fmt, score, n, m)
-        sqnr, mse, _ = _stats(w, y)
+        sqnr, mse, _ = weight_error(w, y)
         with torch.no_grad():
             t.weight.copy_(torch.from_numpy(y))
         rows.append(SparseLayer(t.name, t.shape, t.numel, used, nbytes, float((y == 0).mean()), sqnr, mse))

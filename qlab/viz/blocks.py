@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from .. import formats
+from ..core.model import ModelLike
 from ..quantize.recipes import resolve_recipe, targets
 
 BLOCK_FORMATS = ("mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "nvfp4", "nf4", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
@@ -42,7 +43,7 @@ def tensor_bytes(fmt: str, shape: tuple[int, ...], **options: Any) -> int:
     return n // lay.block_size * lay.nbytes + rows * per_row + per_tensor
 
 
-def mix_rows(model: Any, mix: str) -> list[dict[str, Any]]:
+def mix_rows(model: ModelLike, mix: str) -> list[dict[str, Any]]:
     """Every weight tensor of ``model`` under the llama.cpp mix ``mix``: name, GGUF category, shape,
     the type the mix asks for (``requested``), the type written after llama.cpp's row-length
     fallback (``used``), why, and the bytes."""
@@ -56,7 +57,7 @@ def mix_rows(model: Any, mix: str) -> list[dict[str, Any]]:
     return out
 
 
-def mix_state(model: Any, mix: str) -> dict[str, Any]:
+def mix_state(model: ModelLike, mix: str) -> dict[str, Any]:
     """Summary of :func:`mix_rows`: ``rows``; ``by_category`` ``{category: Counter(used type)}``;
     ``requested`` and ``used`` type counts; ``fallbacks`` (tensors whose type changed);
     ``weight_bytes``, ``params``, ``bits_per_weight`` (weight tensors only); ``other_params``
@@ -86,7 +87,7 @@ def readout(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def mix_panel(model: Any, mixes: tuple[str, ...] = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m",
+def mix_panel(model: ModelLike, mixes: tuple[str, ...] = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m",
                                                     "q5_k_s", "q5_k_m", "q6_k", "q8_0")):  # pragma: no cover
     """An ipywidgets panel: pick a llama.cpp mix, see which type each tensor category gets and the size."""
     import ipywidgets as w

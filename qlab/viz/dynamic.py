@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..quantize._fakequant import dynamic_range
+from ..core.metrics import sqnr_from_power
+from ..core.model import Loaded
 from ..quantize.configs import DynamicConfig, activation_spec
+from ..quantize.fakequant import dynamic_range
 
 GRANULARITIES = ("tensor", "token")
 
 
-def real_tokens(m: Any, batch: dict[str, torch.Tensor], layer: str) -> np.ndarray:
+def real_tokens(m: Loaded, batch: dict[str, torch.Tensor], layer: str) -> np.ndarray:
     """The input of ``layer`` on a tokenizer batch, padding removed: ``(tokens, features)`` float32."""
     from .ptq import layer_input
 
@@ -52,12 +54,12 @@ def token_state(x: np.ndarray, bits: int = 8, granularity: str = "tensor") -> di
     return {
         "granularity": granularity, "bits": bits, "decoded": y,
         "token_absmax": np.abs(x).max(axis=1), "token_scale": step, "token_sqnr_db": tok,
-        "mse": float(err.mean()), "sqnr_db": float(10 * np.log10(sig.mean() / err.mean())),
+        "mse": float(err.mean()), "sqnr_db": sqnr_from_power(float(sig.mean()), float(err.mean())),
         "levels_used": float(np.median(levels)),
     }  # fmt: skip
 
 
-def dynamic_rows(m: Any, sentences: Sequence[str], variants: Sequence[tuple[str, str]] = (
+def dynamic_rows(m: Loaded, sentences: Sequence[str], variants: Sequence[tuple[str, str]] = (
         ("int8", "tensor"), ("int8", "token"), ("int4", "tensor"), ("int4", "token"))) -> list[dict[str, Any]]:
     """Embedding agreement with fp32 (``cosine_mean``, ``top10_overlap``) of ``m`` quantized with
     ``DynamicConfig(weights="int8", activations=a, granularity=g)`` for each ``(a, g)`` of ``variants``."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..core.model import Loaded
 from ..quantize import awq as A
 from ..quantize import gptq as G
 from ..quantize.recipes import Spec
@@ -22,12 +23,12 @@ def int_spec(bits: int, group_size: int | None, symmetric: bool = False) -> Spec
     return Spec(f"int{bits}", {"symmetric": symmetric, **opts})
 
 
-def capture_layer(m: Any, name: str = "model.layers.3.mlp.down_proj", tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def capture_layer(m: Loaded, name: str = "model.layers.3.mlp.down_proj", tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """``(X (tokens, in), W (out, in))``: the inputs of Linear ``name`` on ``tokens`` tokens of
     held-out calibration text (one window of :func:`qlab.eval.calibration_text`), and its float
     weight. The model's forward stops right after the layer's input is caught."""
     from ..eval import calibration_text
-    from ..quantize import _blockwise as B
+    from ..quantize import blockwise as B
 
     ids = B.calibration_ids(m, calibration_text(max(20_000, 8 * tokens)), n_samples=1, seq_len=tokens)
     lin = m.model.get_submodule(name)
@@ -153,7 +154,7 @@ def versus_rtn(rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
 
 def methods_text(rows: list[dict[str, Any]] | None = None) -> str:
     """The cached table as aligned text."""
-    from ..quantize._table import format_table
+    from ..core.report import format_table
 
     rows = methods_rows() if rows is None else rows
     rows = [dict(r, group=("-" if r["bits"] == 32 else r["group_size"] or "channel")) for r in rows]

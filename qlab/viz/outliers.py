@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..quantize._fakequant import quantizer, weight_roundtrip
 from ..quantize.configs import activation_spec, weight_spec
+from ..quantize.fakequant import quantizer, weight_roundtrip
 from ..quantize.smoothquant import smoothing_factors
 
 

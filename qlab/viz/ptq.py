@@ -15,12 +15,14 @@ import numpy as np
 import torch
 
 from .. import observers
+from ..core.metrics import sqnr_from_power
+from ..core.model import Loaded
 from ..formats import integer
 from ..quantize.configs import PTQConfig, activation_spec
 from ..quantize.recipes import torch_module
 
 
-def layer_input(m: Any, x: Any, layer: str) -> np.ndarray:
+def layer_input(m: Loaded, x: Any, layer: str) -> np.ndarray:
     """The input of module ``layer`` of ``m`` (a ``LoadedModel`` or module) on inputs ``x`` (a tensor, or a
     tokenizer dict passed as ``model(**x)``), float32."""
     from ..quantize.calibration import run
@@ -73,7 +75,7 @@ def observer_state(x: np.ndarray, observer: str, bits: int = 4, percentile: floa
         "observer": obs.name, "bits": bits, "percentile": float(percentile) if obs.name == "percentile" else None,
         "lo": float(lo), "hi": float(hi), "scale": float(s[0]), "zero_point": int(z[0]),
         "clipped": float(np.mean(np.abs(y.astype(np.float64) - x) > 0.5001 * float(s[0]))),
-        "decoded": y, "mse": mse, "sqnr_db": float(10 * np.log10(signal / mse)) if mse > 0 else float("inf"),
+        "decoded": y, "mse": mse, "sqnr_db": sqnr_from_power(signal, mse),
         "counts": counts, "edges": edges, "min": float(x.min()), "max": float(x.max()),
     }  # fmt: skip
 
@@ -94,7 +96,7 @@ def ptq_config(observer: str, bits: int = 4, percentile: float = 99.99) -> PTQCo
                      progress=False)
 
 
-def ptq_accuracy(m: Any, calibration: Any, observer: str, bits: int = 4, percentile: float = 99.99) -> float:
+def ptq_accuracy(m: Loaded, calibration: Any, observer: str, bits: int = 4, percentile: float = 99.99) -> float:
     """Test accuracy of a fresh copy of ``m`` (digits-cnn) after static PTQ with ``observer``."""
     from .. import quantize_
 
@@ -130,7 +132,7 @@ def plot_observer_ranges(ax: Any, x: np.ndarray, rows: Sequence[dict[str, Any]],
         ax.set_title(title)
 
 
-def observer_panel(m: Any, calibration: Any, x: np.ndarray, bits: int = 4):  # pragma: no cover - widgets
+def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  # pragma: no cover - widgets
     """An ipywidgets panel: observer dropdown, percentile slider, bits; the histogram of ``x`` with the
     chosen range, the tensor's quantization error and the whole model's accuracy with that observer."""
     import ipywidgets as w

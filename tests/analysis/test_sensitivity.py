@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qlab.analysis import _lm
 from qlab.analysis.sensitivity import groups_of, layer_sensitivity
+from qlab.core import lm
 from qlab.quantize import quantize_model
 from qlab.quantize.recipes import targets
 from tests.quantize._fixtures import single_thread, smol  # noqa: F401  (pytest fixtures)
@@ -37,8 +37,8 @@ def test_one_group_at_a_time(smol):
     assert all(r["kl"] > 0 and 0 <= r["top1"] <= 1 for r in res.rows)
     assert all(torch.equal(t.weight, before[t.name]) for t in targets(m) if t.name in before)  # restored
     # the row equals quantizing that group alone by hand
-    ref = _lm.lm_reference(m, None, 32, 1)
+    ref = lm.reference(m, None, 32, 1, torch.float16, progress=False, batch=4)
     quantize_model(m, "q2_k", include="model.layers.1.mlp.*")
-    assert _lm.lm_compare(m, ref)["kl"] == pytest.approx(res.rows[1]["kl"], rel=1e-9)
+    assert lm.columns(lm.compare(m, ref, progress=False, batch=4))["kl"] == pytest.approx(res.rows[1]["kl"], rel=1e-9)
     assert res.ranked()[0]["kl"] >= res.ranked()[1]["kl"]
     assert "sensitivity to q2_k" in res.table()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import qlab
-from qlab.analysis import _lm
 from qlab.analysis.sweep import cache_dir, model_fingerprint, recipe_key, sweep
+from qlab.core import lm
 from qlab.eval import compare, perplexity, reference
 from qlab.quantize import quantize_model
 from qlab.quantize.recipes import targets
@@ -24,11 +24,11 @@ W, N = 48, 2  # tiny windows: the protocol, not the numbers, is under test
 def test_streaming_metrics_equal_qlab_eval(smol):
     """The sweep's batched evaluator (fp16 reference log-probs) agrees with qlab.eval's float32 one."""
     m = smol.fresh()
-    ref = _lm.lm_reference(m, None, W, N, batch=2)
+    ref = lm.reference(m, None, W, N, torch.float16, progress=False, batch=2)
     assert ref.perplexity == pytest.approx(perplexity(m, None, W, N, progress=False), rel=1e-6)
     ref32 = reference(m, None, W, N, progress=False)
     quantize_model(m, "q8_0", include="model.layers.[0-9].*")
-    ours, theirs = _lm.lm_compare(m, ref, batch=2), compare(m, ref32, progress=False)
+    ours, theirs = lm.columns(lm.compare(m, ref, progress=False, batch=2)), compare(m, ref32, progress=False)
     assert ours["perplexity"] == pytest.approx(theirs["perplexity"], rel=1e-6)
     assert ours["top1"] == theirs["top1_agreement"]
     assert ours["kl"] == pytest.approx(theirs["kl_mean"], rel=2e-3)  # fp16 storage of the reference

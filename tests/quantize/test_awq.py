@@ -14,8 +14,8 @@ import torch
 from qlab import formats
 from qlab.eval import calibration_text
 from qlab.quantize import AWQConfig, quantize_
-from qlab.quantize import _blockwise as B
 from qlab.quantize import awq as A
+from qlab.quantize import blockwise as B
 from qlab.quantize.recipes import Spec
 from tests.quantize._fixtures import single_thread, smol  # noqa: F401
 

@@ -8,9 +8,10 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 import qlab
-from qlab.analysis import _lm
+from qlab.core import lm
 from qlab.quantize import WeightSnapshot, mixed, quantize_model
 from qlab.quantize.mixed import (
     GroupCosts,
@@ -86,11 +87,11 @@ def test_beats_uniform_on_held_out_text(scan):
     uniform_predicted = sum(c.delta[CANDS.index(BASE)] for c in res.costs.values())
     assert res.predicted_delta < uniform_predicted
     snap = WeightSnapshot(m)
-    ref = _lm.lm_reference(m, None, 128, 2)
+    ref = lm.reference(m, None, 128, 2, torch.float16, progress=False, batch=4)
     mixed_bytes = quantize_model(m, res.recipe, source=snap).total_bytes
-    mixed = _lm.lm_compare(m, ref)
+    mixed = lm.columns(lm.compare(m, ref, progress=False, batch=4))
     uniform_bytes_ = quantize_model(m, BASE, source=snap).total_bytes
-    uniform = _lm.lm_compare(m, ref)
+    uniform = lm.columns(lm.compare(m, ref, progress=False, batch=4))
     snap.restore(m)
     assert mixed_bytes == res.total_bytes <= uniform_bytes_ == budget
     assert mixed["kl"] < 0.95 * uniform["kl"], (res.choice, mixed, uniform)

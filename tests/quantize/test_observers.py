@@ -20,9 +20,9 @@ from torch.ao.quantization import (
 
 import qlab.observers
 from qlab import formats
-from qlab.quantize._fakequant import RangeQuantizer
-from qlab.quantize._histogram import kl_argmin, kl_divergences
 from qlab.quantize.configs import activation_spec
+from qlab.quantize.fakequant import RangeQuantizer
+from qlab.quantize.observers.histogram import kl_argmin, kl_divergences
 
 
 def _batches(seed: int = 0, n: int = 4, shape: tuple[int, ...] = (16, 8, 5)) -> list[torch.Tensor]:

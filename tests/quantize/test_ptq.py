@@ -13,10 +13,10 @@ from qlab.eval import accuracy, embedding_similarity, wikitext_sentences
 from qlab.models import load
 from qlab.models.digits import load_split
 from qlab.quantize import ptq
-from qlab.quantize._fakequant import RangeQuantizer, RoundtripQuantizer
 from qlab.quantize.api import quantize_
 from qlab.quantize.calibration import calibration_study, digits_calibration_sets
 from qlab.quantize.configs import PTQConfig, activation_spec, weight_spec
+from qlab.quantize.fakequant import RangeQuantizer, RoundtripQuantizer
 from tests.quantize._fixtures import single_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 

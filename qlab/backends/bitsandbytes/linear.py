@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..compare import BackendModel, saved_bytes, state_bytes
+from ..model import BackendModel, saved_bytes, state_bytes
 
 BACKEND = "bitsandbytes"
 FORMATS = ("int8", "nf4", "fp4")

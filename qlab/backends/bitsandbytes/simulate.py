@@ -32,57 +32,17 @@ simulation matches to about 1e-4 relative, not bit for bit.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...formats import get, roundtrip
+from ...core.fakequant import replace_linears
+from ...core.llm_int8 import BNB_INV_127_SQ, int8_weight, llm_int8_linear, outlier_columns
+from ...formats import get
 from ...formats.base import Encoded
 from .linear import BACKEND, BF16_BLOCK_N, FORMATS, check_cpu_kernel
-
-BNB_INV_127_SQ = 6.200124e-05  # bitsandbytes' int8_mm_dequant constant (sic)
-
-
-def int8_weight(w: torch.Tensor) -> torch.Tensor:
-    """The float weight ``Linear8bitLt`` effectively multiplies with: per-row int8 of the fp16 weight."""
-    w16 = w.detach().to(torch.float16).float().numpy()
-    return torch.from_numpy(roundtrip(w16, "int8", symmetric=True, granularity="channel"))
-
-
-def llm_int8_linear(
-    x: torch.Tensor, w: torch.Tensor | None, bias: torch.Tensor | None, threshold: float = 6.0,
-    w_hat: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """qlab's simulation of ``Linear8bitLt(threshold)`` on input ``x`` (any leading shape).
-
-    ``w_hat``: ``int8_weight(w)`` computed once by the caller (then ``w`` may be None), so a layer
-    that runs many batches does not re-quantize its weight on every call."""
-    shape = x.shape
-    a = x.detach().reshape(-1, shape[-1]).float()
-    a16 = a.to(torch.float16).float()
-    if w_hat is None:
-        if w is None:
-            raise ValueError("llm_int8_linear needs the weight w or its int8 form w_hat")
-        w_hat = int8_weight(w)
-    outliers = torch.zeros(a.shape[1], dtype=torch.bool)
-    if threshold > 0:
-        big = a16.abs() >= threshold
-        outliers = big.any(0)
-        a16 = a16.masked_fill(big, 0.0)
-    a_hat = torch.from_numpy(roundtrip(a16.numpy(), "int8", symmetric=True, granularity="channel"))
-    if a.shape[0] > 1:
-        a_hat[:, outliers] = 0.0
-    # a_hat @ w_hat.T == (CA @ CB.T) * SCA * SCB / 127**2; bnb's constant is 1.8e-5 relatively larger
-    y = (a_hat.double() @ w_hat.double().T * (BNB_INV_127_SQ * 127.0**2)).float()
-    if bias is not None:
-        y = y + bias.detach().float()
-    if outliers.any():
-        y = y + a[:, outliers] @ w_hat[:, outliers].T
-    return y.reshape(*shape[:-1], w_hat.shape[0])
 
 
 def cpu_bf16_kernel() -> bool:
@@ -149,21 +109,10 @@ def simulate(
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise ValueError(f"{BACKEND}: no simulation of format {weights!r}; it supports {', '.join(FORMATS)}")
-    model = copy.deepcopy(m.model).eval()
-    for name in [n for n, mod in model.named_modules() if type(mod) is nn.Linear]:
-        lin = model.get_submodule(name)
-        if weights != "int8" and (lin.in_features % block_size or (bf16 and lin.out_features % BF16_BLOCK_N)):
-            continue  # kept float by quantize() too
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, attr, _SimLinear(getattr(owner, attr), weights, threshold, block_size, compress_statistics, bf16))
-    return dataclasses.replace(m, model=model)
-
-
-def outlier_columns(x: torch.Tensor, threshold: float = 6.0) -> np.ndarray:
-    """Indices of the input features LLM.int8() would keep in float for this input."""
-    a16 = x.detach().reshape(-1, x.shape[-1]).to(torch.float16)
-    return torch.nonzero((a16.abs() >= threshold).any(0)).flatten().numpy()
+    return replace_linears(  # a layer quantize() keeps float stays float here too
+        m, lambda lin: _SimLinear(lin, weights, threshold, block_size, compress_statistics, bf16),
+        where=lambda lin: weights == "int8" or (
+            lin.in_features % block_size == 0 and not (bf16 and lin.out_features % BF16_BLOCK_N)))
 
 
 __all__ = ["BNB_INV_127_SQ", "cpu_bf16_kernel", "four_bit_weight", "int8_weight", "llm_int8_linear", "outlier_columns", "simulate"]

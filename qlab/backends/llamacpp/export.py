@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.model import Loaded
 from ...formats import get as get_format
 from ...formats.specs import GGML_TYPES
 from .recipe import TensorChoice, file_type, resolve_types
@@ -216,7 +217,7 @@ def _encode(w: np.ndarray, fmt: str) -> tuple[np.ndarray, Any]:
 
 
 def export_gguf(
-    m: Any,
+    m: Loaded,
     path: str | Path,
     recipe: Any = "f32",
     *,

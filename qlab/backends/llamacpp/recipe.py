@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ...core.model import ModelLike
 from ...formats.specs import GGML_TYPES
 
 __all__ = ["FTYPES", "TensorChoice", "file_type", "ggml_type", "resolve_types"]
@@ -57,7 +58,7 @@ def ggml_type(fmt: str) -> str:
 
 
 def resolve_types(
-    model: Any,
+    model: ModelLike,
     recipe: Any,
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,

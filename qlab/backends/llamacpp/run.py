@@ -107,7 +107,7 @@ def compare(path: str | Path, ref: Any, **llama_kwargs: Any) -> dict[str, float]
     --kl-divergence`` reports them."""
     import torch
 
-    from ...eval.kl import summarize
+    from ...core.lm import summarize
 
     ids = ref.ids.numpy()
     kls, sames, nlls = [], [], []

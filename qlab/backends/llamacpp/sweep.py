@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...core.lm import columns as lm_columns
+from ...core.model import Loaded
 from ...quantize.model import recipe_label
 from ...quantize.recipes import torch_module
 from .export import export_gguf
@@ -26,7 +28,7 @@ from .run import compare
 
 
 def sweep(
-    m: Any,
+    m: Loaded,
     formats: Sequence[Any] | Mapping[str, Any],
     metric: str = "kl",
     *,
@@ -82,8 +84,8 @@ def sweep(
             got = compare(rep.path, ref, **llama_kwargs)
             rows.append({
                 "format": label, "bits_per_weight": rep.bits_per_weight, "mb": rep.file_bytes / 1e6,
-                "fallbacks": len(rep.fallbacks), "perplexity": got["perplexity"], "kl": got["kl_mean"],
-                "top1": got["top1_agreement"], "seconds": time.perf_counter() - t0, "file": str(rep.path),
+                "fallbacks": len(rep.fallbacks), **lm_columns(got), "seconds": time.perf_counter() - t0,
+                "file": str(rep.path),
             })  # fmt: skip
     return SweepResult(rows, metric, f"{m.name} in llama.cpp", {"window": window, "windows": windows})
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from ...core.model import Loaded
 from .export import BACKEND, feeds
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "distribution")
@@ -43,7 +44,7 @@ def calibration_method(name: str) -> Any:
     return table[name]
 
 
-def as_batches(m: Any, calibration: Sequence[Any] | str | None, batch_size: int = 32) -> list[Any]:
+def as_batches(m: Loaded, calibration: Sequence[Any] | str | None, batch_size: int = 32) -> list[Any]:
     """Calibration input batches from a list of batches, or from text for a sentence encoder
     (a string or a list of sentences, tokenized ``batch_size`` at a time)."""
     if calibration is None or len(calibration) == 0:
@@ -53,7 +54,7 @@ def as_batches(m: Any, calibration: Sequence[Any] | str | None, batch_size: int 
     if all(isinstance(s, str) for s in calibration):
         if m.kind != "sentence-encoder":
             raise ValueError(f"{BACKEND}: text calibration needs a sentence encoder, {m.name} is a {m.kind}")
-        from ..compare import tokenize
+        from ...core.calibration import tokenize
 
         return [tokenize(m, calibration[i : i + batch_size]) for i in range(0, len(calibration), batch_size)]
     return list(calibration)

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.model import Loaded
+
 BACKEND = "onnxruntime"
 OPSET = 17
 IR_VERSION = 10
@@ -91,7 +93,7 @@ def workdir(path: str | os.PathLike | None = None) -> Path:
     return _SCRATCH[0]
 
 
-def export(m: Any, path: str | os.PathLike, opset: int = OPSET) -> Path:
+def export(m: Loaded, path: str | os.PathLike, opset: int = OPSET) -> Path:
     """Write ``m`` (a :class:`qlab.models.LoadedModel`) as an ONNX file with a dynamic batch axis.
 
     Inputs: ``x`` ``(batch, 1, 8, 8)`` for digits-cnn; ``input_ids``, ``attention_mask``,

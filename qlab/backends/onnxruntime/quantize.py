@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..compare import BackendModel
+from ...core.model import Loaded
+from ..model import BackendModel
 from .calibration import BatchReader, as_batches, calibration_method
 from .export import BACKEND, OrtModule, export, session, workdir
 
@@ -56,7 +57,7 @@ def _fingerprint(model: torch.nn.Module) -> float:
         return float(sum(p.double().sum() for p in model.parameters()))
 
 
-def float_onnx(m: Any, directory: str | os.PathLike | None = None) -> Path:
+def float_onnx(m: Loaded, directory: str | os.PathLike | None = None) -> Path:
     """The exported float32 ONNX file of ``m`` (exported once per process for the same weights;
     the file name carries a digest of the weights, so variants of one model never collide)."""
     fp = _fingerprint(m.model)
@@ -81,7 +82,7 @@ def onnx_weight_bytes(path: str | os.PathLike) -> int:
     return int(sum(len(t.raw_data) if t.raw_data else numpy_helper.to_array(t).nbytes for t in proto.graph.initializer))
 
 
-def _wrap(m: Any, path: Path, scheme: str, **info: Any) -> BackendModel:
+def _wrap(m: Loaded, path: Path, scheme: str, **info: Any) -> BackendModel:
     import dataclasses
 
     import onnx
@@ -116,13 +117,13 @@ def _quiet() -> Iterator[None]:
             root.removeHandler(guard)
 
 
-def float_session(m: Any, directory: str | os.PathLike | None = None) -> BackendModel:
+def float_session(m: Loaded, directory: str | os.PathLike | None = None) -> BackendModel:
     """The float32 model exported to ONNX and run by ORT (the ORT reference row)."""
     return _wrap(m, float_onnx(m, directory), "fp32")
 
 
 def quantize_dynamic(
-    m: Any, weights: str = "int8", per_channel: bool = False, directory: str | os.PathLike | None = None
+    m: Loaded, weights: str = "int8", per_channel: bool = False, directory: str | os.PathLike | None = None
 ) -> BackendModel:
     """Dynamic W8A8 of every ``MatMul``/``Conv`` with a constant weight (Linear layers; the
     embedding ``Gather`` and the activation-by-activation attention products stay float)."""
@@ -151,7 +152,7 @@ def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike, weight
 
 
 def quantize_static(
-    m: Any,
+    m: Loaded,
     calibration: Sequence[Any] | str | None,
     method: str = "minmax",
     weights: str = "int8",
@@ -194,7 +195,7 @@ def quantize_static(
 
 
 def quantize_weight_only(
-    m: Any, weights: str = "int4", block_size: int = 32, symmetric: bool = False,
+    m: Loaded, weights: str = "int4", block_size: int = 32, symmetric: bool = False,
     directory: str | os.PathLike | None = None,
 ) -> BackendModel:
     """Blockwise weight-only quantization of constant ``MatMul`` weights to ``MatMulNBits``.

@@ -17,59 +17,40 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
 from typing import Any
 
 import numpy as np
-import torch
 from onnx.reference.op_run import OpRun
-from torch import nn
 
+from ...core.fakequant import FakeQuantLinear, replace_linears
+from ...core.model import Loaded
 from ...formats import roundtrip
 from ...formats.integer import dequantize, quantize
 from .export import BACKEND
 
 
-def _require_encoder(m: Any, what: str) -> None:
+def _require_encoder(m: Loaded, what: str) -> None:
     # a traced sentence encoder turns every nn.Linear into MatMul (+ Add): the layers ORT
     # quantizes are exactly the Linear modules. digits-cnn's Linear layers become Gemm instead.
     if m.kind != "sentence-encoder":
         raise ValueError(f"{BACKEND}: {what} simulation covers sentence encoders (Linear -> MatMul), not a {m.kind}")
 
 
-class _FakeQuantLinear(nn.Module):
-    def __init__(self, lin: nn.Linear, w_hat: np.ndarray, act: dict[str, Any] | None) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(w_hat, np.float32)), requires_grad=False)
-        self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
-        self.act = act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act is not None and x.numel():
-            x = torch.from_numpy(roundtrip(x.detach().float().numpy(), "int8", **self.act))
-        return nn.functional.linear(x, self.weight, self.bias)
+def _replace_linears(m: Loaded, w_hat: Any, act: dict[str, Any] | None = None) -> Any:
+    """Every ``nn.Linear`` of a copy of ``m`` as a :class:`FakeQuantLinear` with weight
+    ``w_hat(float weight)`` and int8 inputs rounded with ``act`` (None: float inputs)."""
+    return replace_linears(m, lambda lin: FakeQuantLinear(
+        lin, w_hat(lin.weight.detach().float().numpy()), None if act is None else "int8", act))
 
 
-def _replace_linears(m: Any, make: Any) -> Any:
-    model = copy.deepcopy(m.model).eval()
-    names = [n for n, mod in model.named_modules() if type(mod) is nn.Linear]
-    for name in names:
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        lin = getattr(owner, attr)
-        setattr(owner, attr, make(lin, lin.weight.detach().float().numpy()))
-    return dataclasses.replace(m, model=model)
-
-
-def simulate_dynamic(m: Any, weights: str = "int8", per_channel: bool = False) -> Any:
+def simulate_dynamic(m: Loaded, weights: str = "int8", per_channel: bool = False) -> Any:
     """qlab's simulation of :func:`.quantize.quantize_dynamic` on a sentence encoder."""
     _require_encoder(m, "dynamic")
     gran = "channel" if per_channel else "tensor"
     wopts = {"symmetric": weights == "int8", "granularity": gran}
     act = {"symmetric": False, "granularity": "tensor"}
-    return _replace_linears(m, lambda lin, w: _FakeQuantLinear(lin, roundtrip(w, "int8", **wopts), act))
+    return _replace_linears(m, lambda w: roundtrip(w, "int8", **wopts), act)
 
 
 def _round_half_away(t: np.ndarray) -> np.ndarray:
@@ -106,11 +87,11 @@ def block_weights(w: np.ndarray, block_size: int = 32, bits: int = 4, symmetric:
     return dequantize(codes, scale, zp).reshape(w.shape)
 
 
-def simulate_weight_only(m: Any, weights: str = "int4", block_size: int = 32, symmetric: bool = False) -> Any:
+def simulate_weight_only(m: Loaded, weights: str = "int4", block_size: int = 32, symmetric: bool = False) -> Any:
     """qlab's simulation of :func:`.quantize.quantize_weight_only` (float activations)."""
     _require_encoder(m, "weight-only")
     bits = int(weights[3:])
-    return _replace_linears(m, lambda lin, w: _FakeQuantLinear(lin, block_weights(w, block_size, bits, symmetric), None))
+    return _replace_linears(m, lambda w: block_weights(w, block_size, bits, symmetric))
 
 
 def matmul_nbits_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:

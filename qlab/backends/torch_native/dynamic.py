@@ -31,9 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.fakequant import FakeQuantLinear, linear_names, replace_linears
+from ...core.model import Loaded
 from ...formats import roundtrip
 from ...formats.integer import dequantize, quantize
-from ..compare import BackendModel, saved_bytes, state_bytes
+from ..model import BackendModel, saved_bytes, state_bytes
 from ._engine import BACKEND, unsupported, x86_engine
 
 DYNAMIC_FORMATS = ("int8", "fp16")
@@ -41,13 +43,13 @@ ACTIVATION_BITS = 7  # x86/fbgemm reduce_range: activations use [0, 127]
 
 
 def _linears(model: nn.Module, name: str) -> list[str]:
-    names = [n for n, mod in model.named_modules() if type(mod) is nn.Linear]
+    names = linear_names(model)
     if not names:
         raise ValueError(f"{BACKEND}: {name} has no nn.Linear layers; dynamic quantization has nothing to quantize")
     return names
 
 
-def quantize_dynamic(m: Any, weights: str = "int8", per_channel: bool = False) -> BackendModel:
+def quantize_dynamic(m: Loaded, weights: str = "int8", per_channel: bool = False) -> BackendModel:
     """A copy of ``m`` whose ``nn.Linear`` layers run torch.ao's dynamic quantized kernels.
 
     ``weights``: ``"int8"`` (W8A8: int8 weights, activations quantized per call) or ``"fp16"``
@@ -97,35 +99,24 @@ def simulate_weight(w: np.ndarray, per_channel: bool) -> np.ndarray:
     return dequantize(quantize(g, scale, zp, -128, 127), scale, zp).reshape(w.shape)
 
 
-class SimulatedDynamicLinear(nn.Module):
-    """``nn.Linear`` with fake-quantized weights and per-call fake-quantized activations."""
+class SimulatedDynamicLinear(FakeQuantLinear):
+    """``nn.Linear`` with fake-quantized weights and per-call fake-quantized activations
+    (``uint7`` per tensor, fbgemm's ``reduce_range``) for int8; float inputs for fp16 weights."""
 
     def __init__(self, lin: nn.Linear, weights: str, per_channel: bool) -> None:
-        super().__init__()
         w = lin.weight.detach().float().numpy()
         w_hat = simulate_weight(w, per_channel) if weights == "int8" else roundtrip(w, "fp16")
-        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(w_hat)), requires_grad=False)
-        self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
-        self.quantize_input = weights == "int8"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.quantize_input and x.numel():
-            xn = x.detach().float().numpy()
-            x = torch.from_numpy(roundtrip(xn, f"int{ACTIVATION_BITS}", symmetric=False, granularity="tensor"))
-        return nn.functional.linear(x, self.weight, self.bias)
+        act = f"int{ACTIVATION_BITS}" if weights == "int8" else None
+        super().__init__(lin, w_hat, act, {"symmetric": False, "granularity": "tensor"})
 
 
-def simulate_dynamic(m: Any, weights: str = "int8", per_channel: bool = False) -> Any:
+def simulate_dynamic(m: Loaded, weights: str = "int8", per_channel: bool = False) -> Any:
     """qlab's simulation of :func:`quantize_dynamic`: a float copy of ``m`` (a ``LoadedModel``)
     with every ``nn.Linear`` replaced by :class:`SimulatedDynamicLinear`."""
     if weights not in DYNAMIC_FORMATS:
         raise unsupported(weights, "dynamic", DYNAMIC_FORMATS)
-    model = copy.deepcopy(m.model).eval()
-    for name in _linears(model, m.name):
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, attr, SimulatedDynamicLinear(getattr(owner, attr), weights, per_channel))
-    return dataclasses.replace(m, model=model)
+    _linears(m.model, m.name)
+    return replace_linears(m, lambda lin: SimulatedDynamicLinear(lin, weights, per_channel))
 
 
 __all__ = ["ACTIVATION_BITS", "DYNAMIC_FORMATS", "SimulatedDynamicLinear", "quantize_dynamic", "simulate_dynamic",

@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.model import Loaded
 from ...formats.integer import dequantize, quantize
 from ...models.digits import DigitsCNN
-from ..compare import BackendModel, saved_bytes, state_bytes
+from ..model import BackendModel, saved_bytes, state_bytes
 from ._engine import BACKEND, unsupported, x86_engine
 
 STATIC_FORMATS = ("int8",)
@@ -94,7 +95,7 @@ def _check_batches(calibration: Sequence[Any] | None) -> list[torch.Tensor]:
 
 
 def quantize_static(
-    m: Any,
+    m: Loaded,
     calibration: Sequence[Any] | None,
     weights: str = "int8",
     activations: str = "int8",

@@ -3,7 +3,7 @@
 The search is inherently sequential per sub-block (a weighted least-squares refit for each of
 ``nstep + 1`` trial scales), so it runs as a compiled loop over sub-blocks. Everything else
 (quantizing the sub-block scales to 4/6 bits, the fp16 super-block scales, re-deriving the codes
-and the bit packing) is vectorised numpy in :mod:`.kquants`.
+and the bit packing) is vectorised numpy in :mod:`.kquants_type1`.
 
 Exactness: llama.cpp's ``ggml-base`` (where ``ggml-quants.c`` lives) is compiled for the baseline
 ISA, so every operation is an IEEE float32 operation, evaluated left to right, with no FMA

@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._common import (
+from ._qx_kernels import EPS, fp32_to_fp16_bits, kernel_input, nearest_int, signed_absmax
+from .common import (
     GGMLFormat,
     get_fp16,
     pack_nibbles,
@@ -32,7 +33,6 @@ from ._common import (
     signed_scale6,
     unpack_nibbles,
 )
-from ._qx_kernels import EPS, fp32_to_fp16_bits, kernel_input, nearest_int, signed_absmax
 
 _F = np.float32
 #: the non-linear code book ``kvalues_iq4nl`` (ggml-common.h)

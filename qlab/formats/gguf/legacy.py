@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._common import GGMLFormat, get_fp16, put_fp16, register, unpack_nibbles
+from .common import GGMLFormat, get_fp16, put_fp16, register, unpack_nibbles
 
 __all__ = [
     "ChunkedGGML",
@@ -139,7 +139,7 @@ def absmax(x: np.ndarray, axis: int = 0) -> np.ndarray:
 # -- packing -------------------------------------------------------------------------------------
 def _pack_nibbles_t(q: np.ndarray) -> np.ndarray:
     """Codes ``(32, n)`` -> bytes ``(n, 16)``: byte j = code j | code j+16 << 4 (low 4 bits each);
-    :func:`._common.pack_nibbles` for the transposed chunks."""
+    :func:`.common.pack_nibbles` for the transposed chunks."""
     return ((q[:16] & _U8(15)) | (q[16:] << _U8(4))).T
 
 

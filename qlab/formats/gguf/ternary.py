@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import get_fp16, pack_2bit, put_fp16, register, unpack_2bit
+from .common import get_fp16, pack_2bit, put_fp16, register, unpack_2bit
 from .legacy import ChunkedGGML, absmax, reciprocal
 
 __all__ = ["TQ1_0", "TQ2_0"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import qlab.formats as F
-from qlab.formats.gguf.kquants import nearest_int
+from qlab.formats.gguf.kquants_type1 import nearest_int
 
 from ._oracle import gguf_decode
 

@@ -8,9 +8,29 @@ implemented in the module its ``method_module`` names and registers itself with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from .configs import ACT_GRANULARITIES, QuantConfig, _positive
+from .config_base import ACT_GRANULARITIES, QuantConfig, _positive
+
+
+@dataclass(frozen=True)
+class WeightOnlyConfig(QuantConfig):
+    """Weight-only quantization with a recipe (:mod:`qlab.quantize.recipes`): a format name
+    (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns to formats (per-layer
+    recipes) or a llama.cpp mix (``"q4_k_m"``); ``include`` / ``exclude`` select the weights.
+    ``qlab.quantize_(m, WeightOnlyConfig(recipe="q4_k_m"))`` returns a :class:`QuantReport`."""
+
+    weights: str | None = None
+    recipe: Any = "q4_k_m"
+
+    method_module: ClassVar[str] = "qlab.quantize.model"
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            raise ValueError("WeightOnlyConfig takes recipe=..., not weights=")
+        super().__post_init__()
+        if self.recipe is None:
+            raise ValueError("WeightOnlyConfig needs a recipe (a format name, a mapping or a llama.cpp mix)")
 
 
 @dataclass(frozen=True)

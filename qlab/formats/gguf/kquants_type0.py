@@ -1,4 +1,4 @@
-"""Q3_K and Q6_K: llama.cpp's symmetric K-quants (super-blocks of 256 = 16 sub-blocks of 16).
+"""GGML type-0 (symmetric: scale only) K-quants Q3_K and Q6_K (super-blocks of 256 = 16 sub-blocks of 16).
 
 Byte-exact with ``quantize_row_q3_K_ref`` / ``quantize_row_q6_K_ref`` (ggml/src/ggml-quants.c),
 which is what ``llama_model_quantize`` runs when there is no importance matrix. The sequential
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (
+from ._qx_kernels import kernel_input, q3k_codes, q6k_codes
+from .common import (
     GGMLFormat,
     get_fp16,
     pack_2bit,
@@ -34,7 +35,6 @@ from ._common import (
     unpack_bits,
     unpack_nibbles,
 )
-from ._qx_kernels import kernel_input, q3k_codes, q6k_codes
 
 
 class Q3_K(GGMLFormat):

@@ -1,4 +1,4 @@
-"""GGML K-quants Q2_K, Q4_K and Q5_K: super-blocks of 256 values with an fp16 scale ``d`` and an
+"""GGML type-1 (affine: scale and min) K-quants Q2_K, Q4_K and Q5_K: super-blocks of 256 values with an fp16 scale ``d`` and an
 fp16 ``dmin``, and per-sub-block integer scales/mins; byte-exact with llama.cpp's
 ``quantize_row_q2_K_ref`` / ``quantize_row_q4_K_ref`` / ``quantize_row_q5_K_ref``
 (ggml/src/ggml-quants.c, the path used when no importance matrix is given).
@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..base import Encoded
-from ._common import (
+from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
+from .common import (
     GGMLFormat,
     get_fp16,
     pack_2bit,
@@ -38,7 +39,6 @@ from ._common import (
     unpack_bits,
     unpack_nibbles,
 )
-from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
 
 __all__ = ["Q2K", "Q4K", "Q5K", "nearest_int"]
 

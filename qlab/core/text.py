@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from ..models._paths import data_dir
+from ..models.paths import data_dir
 
 WIKITEXT2_TEST = "wikitext-2-raw-test.txt"
 

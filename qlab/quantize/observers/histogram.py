@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from numba import njit
 
-from .observers import Observer
-from .recipes import Spec
+from ..recipes import Spec
+from .base import Observer
 
 
 class HistogramObserver(Observer):
@@ -125,8 +125,8 @@ class MSEObserver(HistogramObserver):
         self.start_bin, self.stride = start_bin, stride
 
     def _range(self, fmt: Spec | None) -> tuple[np.ndarray, np.ndarray]:
-        from ._fakequant import RangeQuantizer, kind
-        from .configs import activation_spec
+        from ..config_base import activation_spec
+        from ..fakequant import RangeQuantizer, kind
 
         fmt = fmt if fmt is not None else activation_spec("int8", {})
         if kind(fmt) != "ranged":
@@ -169,7 +169,7 @@ class EntropyObserver(HistogramObserver):
     def quantized_bins(self, fmt: Spec | None, nonneg: bool) -> int:
         if self.nq is not None:
             return int(self.nq)
-        from .. import formats
+        from ... import formats
 
         f = formats.get(fmt if fmt is not None else "int8")
         if f.family != "integer":

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.model import ModelLike
 from .recipes import torch_module
 
 _BLOCKS = re.compile(r"(?:.*\.)?(?:layers|h|blocks)")
@@ -70,7 +71,7 @@ class InputStats:
         return (self.abs_sum / max(self.n, 1)).float()
 
 
-def decoder_blocks(model: Any) -> tuple[str, nn.ModuleList]:
+def decoder_blocks(model: ModelLike) -> tuple[str, nn.ModuleList]:
     """``(name, blocks)`` of a decoder-only LLM (``model.layers`` of a ``LlamaForCausalLM``...).
 
     A model without one ``ModuleList`` of transformer blocks, or without a causal-LM head (an
@@ -89,7 +90,7 @@ def decoder_blocks(model: Any) -> tuple[str, nn.ModuleList]:
     return found[0]
 
 
-def calibration_ids(model: Any, calibration: Any, n_samples: int, seq_len: int) -> torch.Tensor:
+def calibration_ids(model: ModelLike, calibration: Any, n_samples: int, seq_len: int) -> torch.Tensor:
     """Token ids ``(windows, seq_len)``: the first ``n_samples`` non-overlapping windows of the
     calibration text (no BOS, as the perplexity protocol), or a given id tensor ``(n, L)``."""
     if calibration is None:
@@ -113,7 +114,7 @@ def calibration_ids(model: Any, calibration: Any, n_samples: int, seq_len: int) 
     return ids[: windows * seq_len].view(windows, seq_len)
 
 
-def first_block_inputs(model: Any, ids: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+def first_block_inputs(model: ModelLike, ids: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """``(hidden_states, kwargs)`` the first block receives for each batch of windows (the
     model's own embedding, rotary tables and mask; its forward is stopped at block 0)."""
     mod = torch_module(model)
