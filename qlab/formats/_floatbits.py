@@ -25,8 +25,10 @@ How a float32 ``x`` becomes a code (``FloatSpec.encode``):
   the ``-0`` pattern and the sign is applied by negation); we reproduce it.
 * **E8M0** (OCP MX scale: 8 exponent bits, no sign, no mantissa, bias 127, 0xFF = NaN) follows
   ml_dtypes' ``float8_e8m0fnu``: the implicit leading 1 is the kept "mantissa" bit, so round half
-  to even means *ties round up* (``1.5 * 2**e -> 2**(e+1)``). Below ``2**-126`` the value is
-  rounded in units of ``2**-126``: ``(2**-127, 2**-126)`` -> code 1, ``<= 2**-127`` -> code 0.
+  to even means *ties round up* (``1.5 * 2**e -> 2**(e+1)``). float32 subnormals (below
+  ``2**-126``) follow the same rule on ``m * 2**-127``: ``m >= 1.5`` -> code 1 (``2**-126``),
+  else code 0 (``2**-127``), so ``8.4e-39 = 1.43 * 2**-127`` gives ``2**-127`` (ml_dtypes 0.7; its
+  0.5 releases rounded these in units of ``2**-126`` instead).
   Zero and negative inputs have no code: NaN, or code 0 (``2**-127``) when saturating.
 """
 
@@ -162,8 +164,9 @@ class FloatSpec:
         frac = mag & np.uint32(0x7FFFFF)
         # float32 normals: the implicit 1 is the kept bit, so "half to even" = ties up.
         code = exp32 + (frac >= 0x400000)
-        # float32 subnormals: rounded in units of 2**-126 -> (2**-127, 2**-126) gives 1, else 0
-        np.copyto(code, (frac > 0x400000).astype(np.uint32), where=exp32 == 0)
+        # float32 subnormals: value = (frac / 2**22) * 2**-127, the same ties-up rule on that
+        # "mantissa": frac >= 1.5 * 2**22 gives code 1 (2**-126), else code 0 (2**-127)
+        np.copyto(code, (frac >= 0x600000).astype(np.uint32), where=exp32 == 0)
         np.copyto(code, np.uint32(0xFE if saturate else 0xFF), where=code > 0xFE)  # overflow, +Inf
         no_code = (bits >> np.uint32(31)).astype(bool) | (mag == 0)  # no zero, no sign
         np.copyto(code, np.uint32(0x00 if saturate else 0xFF), where=no_code)
