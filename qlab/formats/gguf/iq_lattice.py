@@ -264,4 +264,4 @@ def scale_code(idv, s, top):
     return max(0, min(top, nearest_int(_F(0.5) * (idv * s - _F(1.0)))))
 
 
-from . import iq2, iq3  # noqa: E402,F401  (registers the formats; they import this module)
+from . import iq1, iq2, iq3  # noqa: E402,F401  (registers the formats; they import this module)
