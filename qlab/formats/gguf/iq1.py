@@ -26,7 +26,7 @@ from numba import njit
 from ._common import get_fp16, register
 from ._qx_kernels import fp32_to_fp16_bits
 from .iq_grids import decoder_grid, quantizer_grid
-from .iq_lattice import QK_K, FLT_MAX, IQFormat, grid_index, scale_code, super_block_sigma2, weights_arg
+from .iq_lattice import FLT_MAX, QK_K, IQFormat, grid_index, scale_code, super_block_sigma2, weights_arg
 
 _F = np.float32
 DELTA = np.float32(0.125)  # IQ1S_DELTA, IQ1M_DELTA
@@ -136,7 +136,11 @@ def iq1s_kernel(x, qw, grid, kmap, neigh):
                 for i2 in range(i1, 33):
                     for sgn in range(2):
                         xx = _XP if sgn == 0 else _XM
-                        sqx = (sumx[i1] - sumx[0]) * xx[0] + (sumx[i2] - sumx[i1]) * xx[1] + (sumx[32] - sumx[i2]) * xx[2]
+                        sqx = (
+                            (sumx[i1] - sumx[0]) * xx[0]
+                            + (sumx[i2] - sumx[i1]) * xx[1]
+                            + (sumx[32] - sumx[i2]) * xx[2]
+                        )
                         sq2 = (
                             (sumw[i1] - sumw[0]) * xx[0] * xx[0]
                             + (sumw[i2] - sumw[i1]) * xx[1] * xx[1]
@@ -330,7 +334,9 @@ def _values(grid: np.ndarray, delta_neg: np.ndarray) -> np.ndarray:
 
 class IQ1_S(IQFormat):
     name = "iq1_s"
-    description = "llama.cpp 1.56-bit lattice: ternary 8-value points of a 2048-entry grid, +-1/8 shift, 3-bit scales"
+    description = (
+        "llama.cpp 1.56-bit lattice: ternary 8-value points of a 2048-entry grid, +-1/8 shift, 3-bit scales"
+    )
     requires_imatrix = True
 
     def quantize_blocks(self, blocks: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]

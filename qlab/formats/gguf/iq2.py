@@ -222,7 +222,9 @@ def _scales16(d: np.ndarray, packed: np.ndarray) -> np.ndarray:
 
 class IQ2_XXS(_IQ2):
     name = "iq2_xxs"
-    description = "llama.cpp 2.06-bit lattice: 8-value E8 points of a 256-entry grid, 7-bit signs, 4-bit scales"
+    description = (
+        "llama.cpp 2.06-bit lattice: 8-value E8 points of a 256-entry grid, 7-bit signs, 4-bit scales"
+    )
     requires_imatrix = True
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
@@ -237,7 +239,9 @@ class IQ2_XXS(_IQ2):
 
 class IQ2_XS(_IQ2):
     name = "iq2_xs"
-    description = "llama.cpp 2.31-bit lattice: 8-value E8 points of a 512-entry grid, 7-bit signs, 4-bit scales"
+    description = (
+        "llama.cpp 2.31-bit lattice: 8-value E8 points of a 512-entry grid, 7-bit signs, 4-bit scales"
+    )
     requires_imatrix = True
     kind = XS
 
@@ -245,14 +249,18 @@ class IQ2_XS(_IQ2):
         n = raw.shape[0]
         qs = np.ascontiguousarray(raw[:, 2:66]).view("<u2")  # (n, 32)
         db = _scales16(get_fp16(raw, 0), raw[:, 66:74])
-        sign = _sign_values((KSIGNS[qs >> 9][..., None] >> np.arange(8, dtype=np.uint8)) & 1).reshape(n, 16, 2, 8)
+        sign = _sign_values((KSIGNS[qs >> 9][..., None] >> np.arange(8, dtype=np.uint8)) & 1).reshape(
+            n, 16, 2, 8
+        )
         grid = decoder_grid(self.name)[qs & 511].reshape(n, 16, 2, 8)
         return (db * grid * sign).reshape(n, QK_K)
 
 
 class IQ2_S(_IQ2):
     name = "iq2_s"
-    description = "llama.cpp 2.56-bit lattice: 8-value E8 points of a 1024-entry grid, sign bits, 4-bit scales"
+    description = (
+        "llama.cpp 2.56-bit lattice: 8-value E8 points of a 1024-entry grid, sign bits, 4-bit scales"
+    )
     kind = S
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:

@@ -48,7 +48,11 @@ class IQFormat(GGMLFormat):
         if w is None:
             return
         if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 1:
-            what = f"{type(w).__name__}" if not isinstance(w, np.ndarray) else f"array of {w.dtype}, shape {w.shape}"
+            what = (
+                f"{type(w).__name__}"
+                if not isinstance(w, np.ndarray)
+                else f"array of {w.dtype}, shape {w.shape}"
+            )
             raise ValueError(
                 f"{self.name}: imatrix must be a 1-D float32 numpy array (one importance per column), got {what}"
             )
@@ -78,7 +82,9 @@ class IQFormat(GGMLFormat):
                     f"{self.name}: imatrix has {w.shape[0]} values, but rows have {n} (last axis of shape "
                     f"{tuple(x.shape)}); it needs one value per column"
                 )
-            qw = np.ascontiguousarray(np.broadcast_to(w.reshape(1, n), (blocks.size // n, n)).reshape(-1, QK_K))
+            qw = np.ascontiguousarray(
+                np.broadcast_to(w.reshape(1, n), (blocks.size // n, n)).reshape(-1, QK_K)
+            )
         raw = self.quantize_blocks(blocks, qw)
         assert raw.dtype == np.uint8 and raw.shape == (blocks.shape[0], self.type_size)
         return Encoded(self.name, tuple(x.shape), {"blocks": raw}, int(raw.nbytes), {})
@@ -196,10 +202,10 @@ def grid_search(
         for k in range(ng):
             u = 0
             for i in range(dim):
-                l = nearest_int(_F(0.5) * (idv * xval[dim * k + i] - _F(1.0)))
-                l = max(0, min(kmaxq - 1, l))
-                Laux[dim * k + i] = l
-                u |= l << (bits * i)
+                lv = nearest_int(_F(0.5) * (idv * xval[dim * k + i] - _F(1.0)))
+                lv = max(0, min(kmaxq - 1, lv))
+                Laux[dim * k + i] = lv
+                u |= lv << (bits * i)
             gi = kmap[u]
             ongrid_aux[k] = True
             if gi < 0:
@@ -230,10 +236,10 @@ def grid_search(
                 continue
             u = 0
             for i in range(dim):
-                l = nearest_int(_F(0.5) * (idv * xval[dim * k + i] - _F(1.0)))
-                l = max(0, min(kmaxq - 1, l))
-                L[dim * k + i] = l
-                u |= l << (bits * i)
+                lv = nearest_int(_F(0.5) * (idv * xval[dim * k + i] - _F(1.0)))
+                lv = max(0, min(kmaxq - 1, lv))
+                L[dim * k + i] = lv
+                u |= lv << (bits * i)
             gi = kmap[u]
             if gi < 0:
                 find_best_neighbour(neigh, -gi - 1, grid, xval, waux, dim * k, scale, L)
