@@ -26,7 +26,15 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 IMAT = dict(np.load(DATA / "imatrix" / "ggml_imatrix.npz"))
 TYPES = ["iq3_s", "iq3_xxs", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m"]
 NEEDS_IMATRIX = {"iq2_xxs", "iq2_xs", "iq1_s"}
-BPW = {"iq2_xxs": 2.0625, "iq2_xs": 2.3125, "iq2_s": 2.5625, "iq3_xxs": 3.0625, "iq3_s": 3.4375, "iq1_s": 1.5625, "iq1_m": 1.75}
+BPW = {
+    "iq2_xxs": 2.0625,
+    "iq2_xs": 2.3125,
+    "iq2_s": 2.5625,
+    "iq3_xxs": 3.0625,
+    "iq3_s": 3.4375,
+    "iq1_s": 1.5625,
+    "iq1_m": 1.75,
+}
 ORACLE_KEYS = sorted(k for k in IMAT if k.split("/")[0] in TYPES)
 
 
@@ -35,7 +43,9 @@ def gguf_decode(t: str, raw: bytes) -> np.ndarray:
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return np.array_equal(np.asarray(a, np.float32).ravel().view(np.uint32), np.asarray(b, np.float32).ravel().view(np.uint32))
+    return np.array_equal(
+        np.asarray(a, np.float32).ravel().view(np.uint32), np.asarray(b, np.float32).ravel().view(np.uint32)
+    )
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -238,7 +248,9 @@ def llama_cpp_adversarial() -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "in.npz", Path(d) / "out.npz"
         np.savez(src, **arrays)
-        r = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(dst)], capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(src), str(dst)], capture_output=True, text=True, timeout=600
+        )
         assert r.returncode == 0, f"llama.cpp child failed (rc {r.returncode}): {r.stderr[-2000:]}"
         return dict(np.load(dst))
 
