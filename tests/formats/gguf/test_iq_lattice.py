@@ -92,6 +92,8 @@ def test_describe(t: str) -> None:
     assert d["bits_per_weight"] == BPW[t] and d["block_size"] == 256 and d["family"] == "gguf"
     assert d["layout"].endswith(f"= {d['bytes_per_block']} bytes / 256 values") and "+" in d["layout"]
     assert F.get(t).type_size * 8 / 256 == BPW[t]
+    assert gq.GGML_QUANT_SIZES[GGMLQuantizationType[t.upper()]] == (256, F.get(t).type_size)
+    assert F.get(t).ggml_type == GGMLQuantizationType[t.upper()].value
 
 
 # -- llama.cpp's bytes ----------------------------------------------------------------------------
