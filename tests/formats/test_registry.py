@@ -16,7 +16,20 @@ ISSUE_FORMATS = (
     + "fp16 bf16 fp8_e4m3 fp8_e5m2 fp8_e3m4 fp6_e2m3 fp6_e3m2 fp4_e2m1 e8m0 nf4 fp4_bnb".split()
     + "mxfp8_e4m3 mxfp8_e5m2 mxfp6_e2m3 mxfp6_e3m2 mxfp4 mxint8 nvfp4".split()
     + "q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs tq1_0 tq2_0".split()
+    + "iq3_s iq3_xxs iq2_s iq2_xs iq2_xxs iq1_m iq1_s".split()  # issue 12: the IQ lattice types
 )
+
+
+def opts(fmt, x) -> dict:
+    """Options every encode needs: an importance vector for the types llama.cpp cannot quantize
+    without one (iq2_xxs, iq2_xs, iq1_s), nothing for the others."""
+    if getattr(fmt, "requires_imatrix", False):
+        return {"imatrix": np.linspace(0.5, 2.0, np.shape(x)[-1], dtype=np.float32)}
+    return {}
+
+
+def encode(fmt, x):
+    return fmt.encode(x, **opts(fmt, x))
 
 
 def test_every_promised_format_is_registered():
@@ -37,7 +50,7 @@ def test_ggml_layouts_agree_with_gguf_py(name):
     lay = fmt.layout()
     assert (lay.block_size, lay.nbytes) == (block, size)
     assert fmt.bits_per_weight == pytest.approx(8 * size / block)
-    enc = fmt.encode(X)
+    enc = encode(fmt, X)
     assert enc.nbytes == len(enc.to_bytes()) == X.size // block * size
 
 
@@ -56,15 +69,15 @@ def test_shape_dtype_and_layout_contract(name):
     lay = fmt.layout()
     assert lay.nbytes == sum(n for _, n in lay.parts)
     x = np.abs(X) if name == "e8m0" else X
-    enc = fmt.encode(x)
+    enc = encode(fmt, x)
     y = fmt.decode(enc)
     assert y.shape == X.shape and y.dtype == np.float32
     assert enc.nbytes >= X.size * lay.bits_per_weight / 8 - 1e-9
-    np.testing.assert_array_equal(qlab.roundtrip(x, name), y)
+    np.testing.assert_array_equal(qlab.roundtrip(x, name, **opts(fmt, x)), y)
     # torch input (and a non-contiguous view) gives the same result as the numpy array
     t = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1))).transpose(0, 1)
     assert not t.is_contiguous()
-    np.testing.assert_array_equal(qlab.roundtrip(t, name), y)
+    np.testing.assert_array_equal(qlab.roundtrip(t, name, **opts(fmt, x)), y)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -74,7 +87,7 @@ def test_empty_arrays(name):
     for shape in [(0, row), (3, 0), (0,)]:
         if shape[-1] == 0 and fmt.family in ("gguf", "microscaling", "codebook"):
             shape = (0, row)
-        y = fmt.decode(fmt.encode(np.zeros(shape, np.float32)))
+        y = fmt.decode(encode(fmt, np.zeros(shape, np.float32)))
         assert y.shape == shape
 
 
@@ -82,7 +95,7 @@ def test_empty_arrays(name):
 def test_partial_blocks_raise(name):
     fmt = qlab.formats.get(name)
     with pytest.raises(ValueError, match="multiple"):
-        fmt.encode(np.ones((2, fmt.block_size + 1), np.float32))
+        encode(fmt, np.ones((2, fmt.block_size + 1), np.float32))
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if n not in ("fp16", "bf16", "e8m0")])
@@ -90,7 +103,7 @@ def test_nan_is_rejected_by_scaled_formats(name):
     x = X.copy()
     x[1, 2, 7] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
-        qlab.formats.get(name).encode(x)
+        encode(qlab.formats.get(name), x)
 
 
 def test_wrong_input_types():
