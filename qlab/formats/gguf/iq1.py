@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .common import get_fp16, register
 from ._qx_kernels import fp32_to_fp16_bits
+from .common import get_fp16, register
 from .iq_grids import decoder_grid, quantizer_grid
 from .iq_lattice import FLT_MAX, QK_K, IQFormat, grid_index, scale_code, super_block_sigma2, weights_arg
 

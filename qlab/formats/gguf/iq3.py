@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .common import get_fp16, register
 from ._qx_kernels import fp32_to_fp16_bits
+from .common import get_fp16, register
 from .iq_grids import KSIGNS, decoder_grid, quantizer_grid
 from .iq_lattice import (
     QK_K,

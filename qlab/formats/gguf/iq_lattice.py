@@ -27,8 +27,8 @@ import numpy as np
 from numba import njit
 
 from ..base import Encoded, check_blocks, check_finite
-from .common import GGMLFormat
 from ._qx_kernels import kernel_input, nearest_int
+from .common import GGMLFormat
 
 _F = np.float32
 FLT_MAX = np.float32(3.4028234663852886e38)
