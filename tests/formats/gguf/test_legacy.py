@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -62,15 +62,18 @@ def _step_and_fp16_error(t: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     if t.endswith("_1"):
         lo, hi = x.min(1), x.max(1)
         d = ((hi.astype(np.float32) - lo.astype(np.float32)) / np.float32(lev)).astype(np.float64)
-        fp16_err = lev * np.abs(d - d.astype(np.float16)) + np.abs(lo - lo.astype(np.float16))
+        exact = (hi - lo) / lev  # the scale before float32 and fp16 rounding (both may underflow to 0)
+        fp16_err = lev * np.abs(exact - d.astype(np.float16)) + np.abs(lo - lo.astype(np.float16))
     else:
         d = (np.abs(x).max(1).astype(np.float32) / np.float32(lev)).astype(np.float64)
-        fp16_err = lev * np.abs(d - d.astype(np.float16))
+        exact = np.abs(x).max(1) / lev  # e.g. a block of 1e-45: d underflows to 0 and decodes to 0
+        fp16_err = lev * np.abs(exact - d.astype(np.float16))
     return d[:, None], fp16_err[:, None], np.abs(x).max(1)[:, None]
 
 
 @settings(max_examples=60, deadline=None)
 @given(x=blocks_strategy, t=st.sampled_from(TYPES))
+@example(x=np.full((1, 32), 1e-45, np.float32), t="q4_0")  # the scale underflows to 0 (as in llama.cpp)
 def test_error_within_half_step(t, x):
     """|x - decode(encode(x))| <= step/2 (+ the fp16 rounding of the stored scale); Q4_0/Q5_0's
     value opposite the max (code +2^(b-1), clamped one level down) may be a full step off."""
