@@ -13,8 +13,9 @@ Every llama.cpp call of :mod:`qlab.backends.llamacpp` therefore runs in a fresh 
 A Python exception in the child is raised again here (same type and message, with the child's
 traceback as a note). A child killed by a signal raises :class:`LlamaCppCrash` naming the
 runtime, the signal, the file and the README section that explains the usual fix. The cost is
-one process start per call (about 0.3 s: Python, numpy and libllama), small next to loading a
-model and evaluating a window; ``benchmarks/llamacpp_isolation.py`` measures it.
+one process start per call (about 0.2 s: Python, numpy and libllama); a perplexity run is one call
+(the child loads the model once, tokenizes with it and evaluates every window), so the cost is small
+next to the run itself; ``benchmarks/llamacpp_isolation.py`` measures it.
 """
 
 from __future__ import annotations

@@ -46,24 +46,6 @@ def tokenize(path: str | Path, text: str, add_bos: bool = False) -> list[int]:
     return call("tokenize", _gguf(path), [text], add_bos)[0]
 
 
-def _first_tokens(path: str, text: str, need: int) -> np.ndarray:
-    """The first ``need`` tokens of ``text`` without tokenizing all of it (WikiText-2 is 1.3 MB).
-
-    BPE works inside pre-tokenizer chunks (words, runs of spaces, digits), so the tokens of a
-    prefix equal those of the full text except for the last chunk or two; keep a margin of 64
-    tokens past ``need`` and double the prefix until it holds.
-    """
-    chars = 8 * need + 1024
-    while True:
-        toks = call("tokenize", path, [text[:chars]])[0]
-        if chars >= len(text) or len(toks) >= need + 64:
-            break
-        chars *= 2
-    if len(toks) < need:
-        raise ValueError(f"text has {len(toks)} tokens, need {need}")
-    return np.asarray(toks[:need], dtype=np.int64)
-
-
 def _nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Negative log-likelihood of ``targets`` under each row of ``logits`` (float64 log-sum-exp)."""
     x = logits.astype(np.float64)
@@ -83,9 +65,10 @@ def window_logits(
     """Yield ``(tokens int64 (window,), logits float32 (window, vocab))`` for each window, from llama.cpp."""
     if window < 2 or windows < 1:
         raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
-    gguf = _gguf(path)
-    ids = _first_tokens(gguf, text, window * windows).reshape(windows, window)
-    yield from zip(ids, _run_windows(gguf, ids, window, **llama_kwargs), strict=True)
+    # one child process loads the model once, tokenizes with it, then evaluates every window
+    windows_out = stream("text_windows", _gguf(path), text, window, windows, **llama_kwargs)
+    ids = next(windows_out)
+    yield from zip(ids, windows_out, strict=True)
 
 
 def perplexity(
