@@ -66,8 +66,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py
 
 # regenerate requirements.lock from pyproject.toml (pip-tools); commit the result
-lock: $(STAMP)
-	LOCK_UPGRADE=$(LOCK_UPGRADE) bash scripts/lock.sh
+lock:
+	PYTHON=$(PYTHON) LOCK_UPGRADE=$(LOCK_UPGRADE) bash scripts/lock.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

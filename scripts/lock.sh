@@ -11,10 +11,16 @@
 # wheel installed beforehand by `make install`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON_FOR_LOCK:-.venv/bin/python}
-"$PY" -m pip install -q "pip-tools==7.7.0"
 tmp=$(mktemp requirements.lock.XXXXXX)
-trap 'rm -f "$tmp" "$tmp.final"' EXIT
+tools=$(mktemp -d)
+trap 'rm -rf "$tmp" "$tmp.final" "$tools"' EXIT
+# pip-compile runs from a throwaway venv, so the project's .venv stays exactly the lock
+PY=${PYTHON_FOR_LOCK:-}
+if [ -z "$PY" ]; then
+    "${PYTHON:-python3.11}" -m venv "$tools/venv"
+    PY="$tools/venv/bin/python"
+fi
+"$PY" -m pip install -q "pip-tools==7.7.0"
 # start from the current pins (pip-compile keeps them unless they conflict); LOCK_UPGRADE=1 takes
 # the newest versions that the ranges of pyproject.toml allow
 [ -f requirements.lock ] && sed -E 's/^(torch==[0-9.]+)$/\1+cpu/' requirements.lock > "$tmp"
