@@ -15,19 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
-
-
-def best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
@@ -41,6 +30,7 @@ def main() -> None:
 
     from qlab.backends.llamacpp import perplexity, tokenize
     from qlab.backends.llamacpp.isolate import call
+    from qlab.core.latency import measure_latency
     from qlab.eval import wikitext2_test
     from qlab.models.smollm2 import smollm2_gguf
 
@@ -63,13 +53,14 @@ def main() -> None:
 
     ppl_child = perplexity(path, text, window=a.window, windows=a.windows)
     ppl_here = in_process()
-    t_rt = best(lambda: call("system_info"), a.repeat * 3)
-    t_rt_here = best(llama_cpp.llama_print_system_info, a.repeat * 3)
-    t_child, t_here = float("inf"), float("inf")
-    for _ in range(a.repeat):  # round-robin, so that a change of load hits both alike
-        t_child = min(t_child, best(lambda: perplexity(path, text, window=a.window, windows=a.windows), 1))
-        t_here = min(t_here, best(in_process, 1))
-    print(f"SmolLM2-135M Q4_1, {a.windows} x {a.window} tokens, {os.cpu_count()} threads, best of {a.repeat}")
+    # medians, timed round-robin (a change of load hits both sides alike)
+    rt = measure_latency({"child": lambda: call("system_info"), "here": llama_cpp.llama_print_system_info},
+                         repeat=3 * a.repeat, warmup=1)
+    t_rt, t_rt_here = rt["child"], rt["here"]
+    run = measure_latency({"child": lambda: perplexity(path, text, window=a.window, windows=a.windows),
+                           "here": in_process}, repeat=a.repeat, warmup=0)
+    t_child, t_here = run["child"], run["here"]
+    print(f"SmolLM2-135M Q4_1, {a.windows} x {a.window} tokens, {os.cpu_count()} threads, median of {a.repeat}, round-robin")
     print(f"perplexity: child {ppl_child:.4f}, in process {ppl_here:.4f} (same tokens, same logits)")
     print(f"round trip (child start + llama_cpp import): {t_rt * 1e3:.0f} ms "
           f"(in process: {t_rt_here * 1e6:.0f} us)")  # fmt: skip
