@@ -175,7 +175,8 @@ def _llamacpp() -> tuple[str, str]:
     [logits] = stream("logits", str(path), ids, 8, threads=1)
     if not np.isfinite(logits).all():
         return "FAIL", "non-finite logits"
-    feats = " ".join(f for f in info["system_info"].split("|") if "= 1" in f).replace(" = 1", "").split()
+    # "CPU : SSE3 = 1 | AVX2 = 1 | ...": the features this build uses
+    feats = [f.split("=")[0].split(":")[-1].strip() for f in info["system_info"].split("|") if "= 1" in f]
     return "ok", f"llama-cpp-python {info['version']} evaluated 8 tokens of SmolLM2 ({' '.join(feats[:8])})"
 
 
