@@ -93,7 +93,7 @@ def readout(s: dict[str, Any]) -> str:
     """Text summary of a :func:`mix_state`: one line per category, then the totals."""
     lines = [f"{s['label']}: {len(s['rows'])} weight tensors, {s['fallbacks']} changed by the row-length fallback"]
     for cat, cnt in s["by_category"].items():
-        lines.append(f"  {cat:<12} " + ", ".join(f"{n} x{k}" for k, n in sorted(cnt.items(), key=lambda kv: -kv[1])))
+        lines.append(f"  {cat:<12} " + ", ".join(f"{k} x{n}" for k, n in sorted(cnt.items(), key=lambda kv: -kv[1])))
     lines.append(f"  weights {s['weight_bytes'] / 1e6:.2f} MB = {s['bits_per_weight']:.3f} bits/weight; "
                  f"with the {s['other_params']:,} other parameters in f32: {s['total_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)

@@ -54,3 +54,8 @@ def test_mix_state_is_always_the_mix(smol):
     assert mix["total_bytes"] / 1e6 == pytest.approx(86.42, abs=0.01)
     assert pure["total_bytes"] / 1e6 == pytest.approx(69.56, abs=0.01)
     assert readout(mix).startswith("llama.cpp mix Q2_K:")
+
+
+def test_readout_names_type_then_count(smol):
+    text = readout(mix_state(smol, "q4_k_m"))
+    assert "token_embd   q8_0 x1" in text and "ffn_down     q4_k x16, q6_k x14" in text
