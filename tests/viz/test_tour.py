@@ -47,3 +47,10 @@ def test_error_histogram_shared_range():
     right = max(p.get_x() + p.get_width() for p in ax.patches)
     assert np.isclose(left, -0.5) and np.isclose(right, 0.5)
     plt.close(fig)
+
+
+def test_error_histogram_linear_axis():
+    fig, ax = plt.subplots()
+    plot_error_histogram(ax, X, qlab.roundtrip(X, "int4"), log=False)
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    plt.close(fig)
