@@ -9,6 +9,7 @@ Calibration (mixed-precision sensitivity, Wanda's activation norms) reads only
     .venv/bin/python scripts/low_bits.py --resume   # measure only the rows missing from the cache
     .venv/bin/python scripts/low_bits.py --by module   # one format per tensor (about 500 sensitivity passes)
     .venv/bin/python scripts/low_bits.py --quick    # smoke test: tiny windows, not saved
+    .venv/bin/python scripts/low_bits.py --resume --only "2:4 wanda,int3 g32"   # just these rows, in this order
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--resume", action="store_true", help="keep the cache's rows, measure only the missing ones")
+    ap.add_argument("--only", default="", help="comma-separated stage names: measure only these, in this order")
     ap.add_argument("--by", default="type", help="sensitivity groups: module, block or type (one format each)")
     args = ap.parse_args()
     window, windows = (64, 1) if args.quick else (512, 16)
@@ -120,6 +122,13 @@ def main() -> None:
             rows.extend(old["rows"])
             done = {r["name"] for r in rows}
             print(f"resuming: {len(done)} row(s) in the cache", flush=True)
+    if args.only:
+        by_name = dict(stages)
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            raise SystemExit(f"unknown stage(s) {unknown}; stages: {', '.join(by_name)}")
+        stages = [(n, by_name[n]) for n in wanted]
     for name, stage in stages:
         if name in done:
             continue

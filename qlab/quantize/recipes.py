@@ -9,7 +9,13 @@ A recipe is one of
   (``blk.3.attn_v.weight``); the first match wins, unmatched weights stay float32. A value of
   ``None``/``"f32"`` keeps the weight, ``"f16"`` stores it as float16;
 * a **llama.cpp mix** name (``"q4_k_m"``, ``"q3_k_l"`` ... see :data:`MIXES`; prefix ``"llama:"``
-  for the mixes whose name is also a format, e.g. ``"llama:q4_0"``).
+  for the mixes whose name is also a format, e.g. ``"llama:q4_0"``, ``"llama:q2_k"``).
+
+A bare name that is both (``"q2_k"``, ``"q6_k"``, ``"q4_0"`` ...) is the *pure* format, as with
+``llama-quantize --pure``: on SmolLM2 the pure ``q2_k`` is 69.6 MB, the llama.cpp file type Q2_K
+(``"llama:q2_k"``: ``attn_v``/``attn_output``/``ffn_down`` in Q3_K, the tied embedding in Q8_0) is
+86.4 MB. Where a mix is meant, write it with :func:`as_mix`; :func:`recipe_label` names a recipe
+unambiguously for tables and readouts.
 
 Mixes reproduce ``llama_tensor_get_type`` of llama.cpp's ``src/llama-quant.cpp`` for dense
 LLaMA-like models without an importance matrix (the K-quant mixes of Kawrakow, llama.cpp PR #1684):
@@ -272,6 +278,29 @@ def resolve_recipe(
     return out
 
 
+def as_mix(name: str) -> str:
+    """The unambiguous recipe of the llama.cpp mix ``name``: ``"llama:<name>"`` (``"Q2_K"`` ->
+    ``"llama:q2_k"``, the file type, never the pure format). Unknown mixes raise ``ValueError``."""
+    n = name.lower().removeprefix("llama:")
+    if n not in MIXES:
+        raise ValueError(f"unknown llama.cpp mix {name!r}; valid mixes: {', '.join(MIXES)}")
+    return f"llama:{n}"
+
+
+def recipe_label(recipe: Any) -> str:
+    """A name for ``recipe`` that cannot be misread: ``"llama.cpp mix Q2_K"`` for a mix,
+    ``"pure q2_k"`` for a format name that is also a mix's name, the format label otherwise."""
+    if isinstance(recipe, str):
+        n = recipe.lower()
+        if n.startswith("llama:") or is_mix(n):
+            return f"llama.cpp mix {n.removeprefix('llama:').upper()}"
+        if n in MIXES:
+            return f"pure {spec(n).label()}"
+    if isinstance(recipe, Mapping):
+        return f"recipe of {len(recipe)} patterns"
+    return spec(recipe).label()
+
+
 def get(name: str, model: ModelLike) -> dict[str, Spec]:
     """A llama.cpp mix as a plain recipe ``{module name: format}`` for ``model`` (editable)."""
     name = name.lower().removeprefix("llama:")
@@ -287,5 +316,5 @@ def _mix(model: ModelLike, tg: list[Target], ftype: str) -> dict[str, tuple[Spec
 
 __all__ = [
     "KEEP", "MIXES", "GGML_FALLBACK", "Spec", "Choice", "Target", "spec", "targets", "torch_module",
-    "gguf_name", "fallback", "resolve_recipe", "get",
+    "gguf_name", "fallback", "resolve_recipe", "get", "as_mix", "recipe_label",
 ]  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import formats
 from ..core.model import ModelLike
-from ..quantize.recipes import resolve_recipe, targets
+from ..quantize.recipes import as_mix, recipe_label, resolve_recipe, targets
 
 BLOCK_FORMATS = ("mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "nvfp4", "nf4", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
                  "q6_k", "q5_k", "q4_k", "q3_k", "q2_k", "iq4_nl", "iq4_xs")
@@ -44,10 +44,16 @@ def tensor_bytes(fmt: str, shape: tuple[int, ...], **options: Any) -> int:
 
 
 def mix_rows(model: ModelLike, mix: str) -> list[dict[str, Any]]:
-    """Every weight tensor of ``model`` under the llama.cpp mix ``mix``: name, GGUF category, shape,
-    the type the mix asks for (``requested``), the type written after llama.cpp's row-length
-    fallback (``used``), why, and the bytes."""
-    choice = resolve_recipe(model, mix)
+    """Every weight tensor of ``model`` under the llama.cpp mix ``mix`` (always the mix: ``"q2_k"``
+    is llama.cpp's Q2_K file type here, see :func:`recipe_rows` for the pure format)."""
+    return recipe_rows(model, as_mix(mix))
+
+
+def recipe_rows(model: ModelLike, recipe: Any) -> list[dict[str, Any]]:
+    """Every weight tensor of ``model`` under ``recipe`` (see :func:`qlab.quantize.recipes.resolve_recipe`:
+    a bare ``"q2_k"`` is the pure format): name, GGUF category, shape, the type asked for
+    (``requested``), the type written after llama.cpp's row-length fallback (``used``), why, and the bytes."""
+    choice = resolve_recipe(model, recipe)
     out = []
     for t in targets(model):
         c = choice[t.name]
@@ -58,11 +64,17 @@ def mix_rows(model: ModelLike, mix: str) -> list[dict[str, Any]]:
 
 
 def mix_state(model: ModelLike, mix: str) -> dict[str, Any]:
-    """Summary of :func:`mix_rows`: ``rows``; ``by_category`` ``{category: Counter(used type)}``;
+    """:func:`recipe_state` of the llama.cpp mix ``mix`` (``"q2_k"`` and ``"llama:q2_k"`` both mean the
+    Q2_K file type here, never the pure format)."""
+    return recipe_state(model, as_mix(mix))
+
+
+def recipe_state(model: ModelLike, recipe: Any) -> dict[str, Any]:
+    """Summary of :func:`recipe_rows`: ``label`` (:func:`~qlab.quantize.recipes.recipe_label`); ``rows``; ``by_category`` ``{category: Counter(used type)}``;
     ``requested`` and ``used`` type counts; ``fallbacks`` (tensors whose type changed);
     ``weight_bytes``, ``params``, ``bits_per_weight`` (weight tensors only); ``other_params``
     (norms, kept in f32) and ``total_bytes`` (weights + other parameters in f32)."""
-    rows = mix_rows(model, mix)
+    rows = recipe_rows(model, recipe)
     by_cat: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         by_cat[r["category"]][r["used"]] += 1
@@ -71,7 +83,7 @@ def mix_state(model: ModelLike, mix: str) -> dict[str, Any]:
     mod = model.model if hasattr(model, "model") else model
     total_params = sum(p.numel() for p in mod.parameters())
     other = total_params - params
-    return {"mix": mix, "rows": rows, "by_category": dict(by_cat),
+    return {"mix": recipe, "label": recipe_label(recipe), "rows": rows, "by_category": dict(by_cat),
             "requested": Counter(r["requested"] for r in rows), "used": Counter(r["used"] for r in rows),
             "fallbacks": sum(r["requested"] != r["used"] for r in rows), "weight_bytes": wbytes, "params": params,
             "bits_per_weight": 8.0 * wbytes / params, "other_params": other, "total_bytes": wbytes + 4 * other}
@@ -79,9 +91,9 @@ def mix_state(model: ModelLike, mix: str) -> dict[str, Any]:
 
 def readout(s: dict[str, Any]) -> str:
     """Text summary of a :func:`mix_state`: one line per category, then the totals."""
-    lines = [f"{s['mix'].upper()}: {len(s['rows'])} weight tensors, {s['fallbacks']} changed by the row-length fallback"]
+    lines = [f"{s['label']}: {len(s['rows'])} weight tensors, {s['fallbacks']} changed by the row-length fallback"]
     for cat, cnt in s["by_category"].items():
-        lines.append(f"  {cat:<12} " + ", ".join(f"{n} x{k}" for k, n in sorted(cnt.items(), key=lambda kv: -kv[1])))
+        lines.append(f"  {cat:<12} " + ", ".join(f"{k} x{n}" for k, n in sorted(cnt.items(), key=lambda kv: -kv[1])))
     lines.append(f"  weights {s['weight_bytes'] / 1e6:.2f} MB = {s['bits_per_weight']:.3f} bits/weight; "
                  f"with the {s['other_params']:,} other parameters in f32: {s['total_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)

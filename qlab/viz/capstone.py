@@ -88,6 +88,24 @@ def readout(s: Mapping[str, Any]) -> str:
     return f"recommended {s['message']}; {fp32:.2f}x smaller than fp32"
 
 
+def _ticks_125(values: Any) -> list[float]:
+    """Round ticks (1-2-5 x 10^k, finer steps when the values span less than a decade) with at least
+    three inside the range of ``values`` (positive) where the finest set allows it."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return []
+    lo, hi = float(v.min()), float(v.max())
+    ks = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8)):
+        ticks = sorted(m * 10.0**k for k in ks for m in mantissas)
+        if sum(lo <= t <= hi for t in ticks) >= 3:
+            break
+    # plus the neighbours just outside the data: drawn when the axis margins reach them
+    return [t for i, t in enumerate(ticks) if lo <= t <= hi
+            or (i + 1 < len(ticks) and ticks[i + 1] >= lo and t < lo) or (i > 0 and ticks[i - 1] <= hi and t > hi)]
+
+
 def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None, label_front: bool = True) -> Any:
     """MB (log scale) against the metric: dominated formats grey, the Pareto front red, the budget
     and tolerance as dashed lines, the float reference dotted, the recommendation as a star."""
@@ -123,15 +141,18 @@ def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None
         i = s["choice_index"]
         ax.scatter([mb[i]], [v[i]], marker="*", s=220, color="gold", edgecolors="k", zorder=5,
                    label=f"chosen: {s['choice']}")  # fmt: skip
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_locator(FixedLocator(_ticks_125(mb)))  # round ticks, several even within one decade
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     pos = v[np.isfinite(v)]
-    if not s["maximize"] and len(pos) and pos.min() > 0 and pos.max() / pos.min() > 20:
-        ax.set_yscale("log")
+    if not s["maximize"] and len(pos) and pos.min() > 0 and pos.max() / pos.min() > 5:
+        ax.set_yscale("log")  # e.g. perplexities from 37 to 386: a linear axis shows only the worst point
+        ax.yaxis.set_major_locator(FixedLocator(_ticks_125(pos)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("model size (MB, log scale)")
     ax.set_ylabel(f"{s['metric']} ({'higher' if s['maximize'] else 'lower'} is better)")
     if title:

@@ -30,3 +30,15 @@ def test_awq_scales():
     assert ex.check("awq_scales", _scales)
     assert not ex.check("awq_scales", lambda x, a: _scales(x, a, normalise=False))
     assert not ex.check("awq_scales", lambda x, a: (lambda s: s / np.sqrt(s.max() * s.min()))(np.asarray(x) ** a))
+
+
+def test_awq_scales_lesson_suggestions_fail_with_hint():
+    """Lesson 10 suggests these two changes to see the hint: normalising before clamping, no normalisation."""
+
+    def normalise_first(x, a):
+        s = np.asarray(x, np.float32) ** np.float32(a)
+        return np.maximum(s / np.sqrt(s.max() * s.min()), 1e-4)
+
+    for wrong in (normalise_first, lambda x, a: _scales(x, a, normalise=False)):
+        r = ex.check("awq_scales", wrong)
+        assert not r and "Hint" in str(r)

@@ -103,3 +103,20 @@ def test_named_mix_as_editable_recipe(smol):
     assert {k: v.used for k, v in resolve_recipe(smol, mix).items()} == {
         k: v.used for k, v in resolve_recipe(smol, "q4_k_m").items()
     }
+
+
+def test_mix_names_are_unambiguous(smol):
+    """A bare "q2_k" is the pure format; the llama.cpp file type Q2_K is "llama:q2_k" (as_mix)."""
+    assert recipes.as_mix("Q2_K") == recipes.as_mix("llama:q2_k") == "llama:q2_k"
+    assert recipes.as_mix("q4_k_m") == "llama:q4_k_m"
+    with pytest.raises(ValueError, match="mix"):
+        recipes.as_mix("nf4")
+    pure, mix = resolve_recipe(smol, "q2_k"), resolve_recipe(smol, recipes.as_mix("q2_k"))
+    assert {c.requested for c in pure.values()} == {"q2_k"}
+    assert mix["model.embed_tokens"].used == "q8_0" and pure["model.embed_tokens"].used == "q4_0"
+    for cat in ("self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"):  # llama.cpp's Q2_K upgrades
+        assert mix[f"model.layers.5.{cat}"].requested == "q3_k", cat
+    assert mix["model.layers.5.mlp.down_proj"].used == "q3_k" and pure["model.layers.5.mlp.down_proj"].used == "q2_k"
+    assert recipes.recipe_label("q2_k") == "pure q2_k"
+    assert recipes.recipe_label("llama:q2_k") == "llama.cpp mix Q2_K"
+    assert recipes.recipe_label("q4_k_m") == "llama.cpp mix Q4_K_M" and recipes.recipe_label("nf4") == "nf4"

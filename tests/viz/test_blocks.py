@@ -43,3 +43,19 @@ def test_q4_k_m_on_smollm2(smol):
 def test_q8_0_is_uniform(smol):
     s = mix_state(smol, "q8_0")
     assert set(s["used"]) == {"q8_0"} and s["bits_per_weight"] == pytest.approx(8.5)
+
+
+def test_mix_state_is_always_the_mix(smol):
+    from qlab.viz.blocks import recipe_state
+
+    mix, pure = mix_state(smol, "q2_k"), recipe_state(smol, "q2_k")
+    assert mix["label"] == "llama.cpp mix Q2_K" and pure["label"] == "pure q2_k"
+    assert mix["by_category"]["token_embd"] == {"q8_0": 1} and pure["by_category"]["token_embd"] == {"q4_0": 1}
+    assert mix["total_bytes"] / 1e6 == pytest.approx(86.42, abs=0.01)
+    assert pure["total_bytes"] / 1e6 == pytest.approx(69.56, abs=0.01)
+    assert readout(mix).startswith("llama.cpp mix Q2_K:")
+
+
+def test_readout_names_type_then_count(smol):
+    text = readout(mix_state(smol, "q4_k_m"))
+    assert "token_embd   q8_0 x1" in text and "ffn_down     q4_k x16, q6_k x14" in text

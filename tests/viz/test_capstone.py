@@ -109,3 +109,12 @@ def test_panel_wiring():
     assert text.value != before
     mode.value = "accuracy"
     assert tol.disabled and "most accurate" in text.value
+
+
+def test_smollm2_plot_is_readable():
+    """Perplexities from 37 to 386 go on a log axis; several size ticks within one decade."""
+    rows, metric = capstone_rows("smollm2-135m")
+    ax = plot_capstone(capstone_state(rows, metric))
+    assert ax.get_yscale() == "log"
+    for ticks, (lo, hi) in ((ax.get_xticks(), ax.get_xlim()), (ax.get_yticks(), ax.get_ylim())):
+        assert len([t for t in ticks if lo <= t <= hi]) >= 3

@@ -38,3 +38,19 @@ def test_error_histogram_counts_every_value():
     counts = sum(p.get_height() for p in ax.patches)
     assert counts == X.size and ax.get_title() == "int4"
     plt.close(fig)
+
+
+def test_error_histogram_shared_range():
+    fig, ax = plt.subplots()
+    plot_error_histogram(ax, X, qlab.roundtrip(X, "q8_0"), lim=0.5)
+    left = min(p.get_x() for p in ax.patches)
+    right = max(p.get_x() + p.get_width() for p in ax.patches)
+    assert np.isclose(left, -0.5) and np.isclose(right, 0.5)
+    plt.close(fig)
+
+
+def test_error_histogram_linear_axis():
+    fig, ax = plt.subplots()
+    plot_error_histogram(ax, X, qlab.roundtrip(X, "int4"), log=False)
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    plt.close(fig)
