@@ -96,8 +96,9 @@ class GGMLFormat(Format):
         return enc.parts["blocks"].tobytes()
 
     def from_bytes(self, raw: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int, ...]) -> Encoded:
-        """Wrap GGML block bytes (as found in a GGUF file) for ``decode``."""
-        shape = tuple(int(s) for s in shape)
+        """Wrap GGML block bytes (as found in a GGUF file) for ``decode``. ``shape`` is a tuple of
+        non-negative Python/numpy integers (floats are refused, never truncated)."""
+        shape = check_shape(self.name, shape)
         buf = (
             np.frombuffer(raw, dtype=np.uint8)
             if not isinstance(raw, np.ndarray)
@@ -121,6 +122,20 @@ class GGMLFormat(Format):
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints; anything but a sequence of non-negative integers raises."""
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    ok = isinstance(shape, tuple | list) and all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 0 for s in shape
+    )
+    if not ok:
+        raise ValueError(
+            f"{name}: shape must be a tuple of non-negative integers (e.g. (4, 256)), got {shape!r}"
+        )
+    return tuple(int(s) for s in shape)
 
 
 # -- byte helpers shared by the codecs ----------------------------------------------------------

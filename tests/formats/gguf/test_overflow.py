@@ -1,5 +1,6 @@
-"""Finite input whose block scale does not fit fp16 raises instead of decoding to NaN/Inf (issue 11,
-item 1); ``overflow="inf"`` keeps llama.cpp's bytes (an infinite fp16 scale)."""
+"""GGML input checks (issue 11). Item 1: finite input whose block scale does not fit fp16 raises
+instead of decoding to NaN/Inf; ``overflow="inf"`` keeps llama.cpp's bytes (an infinite fp16
+scale). Item 4: ``from_bytes`` refuses shapes that are not non-negative integers."""
 
 from __future__ import annotations
 
@@ -44,3 +45,19 @@ def test_issue_example_q4_1() -> None:
 def test_overflow_option_validated() -> None:
     with pytest.raises(ValueError, match=r"q4_0: overflow must be one of \('raise', 'inf'\), got 'clip'"):
         F.get("q4_0").encode(np.ones((1, 32), np.float32), overflow="clip")
+
+# -- issue 11, item 4: from_bytes refuses shapes that are not non-negative integers ----------------
+@pytest.mark.parametrize("shape", [(4.9, 256.0), (-1, 32), (2, -32), (np.float32(1), 32), (True, 32), "32", None])
+def test_from_bytes_bad_shape(shape) -> None:
+    fmt = F.get("q4_0")
+    raw = fmt.encode(np.ones((4, 256), np.float32)).to_bytes()
+    with pytest.raises(ValueError, match=r"q4_0: shape must be a tuple of non-negative integers .*got"):
+        fmt.from_bytes(raw, shape)
+
+
+def test_from_bytes_integer_shapes_still_work() -> None:
+    fmt = F.get("q4_0")
+    x = np.ones((4, 256), np.float32)
+    raw = fmt.encode(x).to_bytes()
+    for shape in [(4, 256), [4, 256], (np.int64(4), np.int32(256))]:
+        assert np.array_equal(fmt.decode(fmt.from_bytes(raw, shape)), x)
