@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..core import lm as lm_eval
-from ..core.model import Loaded, torch_module
+from ..core.model import Loaded, torch_module, weights_digest
 from ..core.pareto import HIGHER_IS_BETTER, higher_is_better, pareto_front, plot_pareto
 from ..core.report import format_table
 from ..core.text import wikitext2_test
@@ -64,19 +63,9 @@ def recipe_key(recipe: Any) -> Any:
 
 
 def model_fingerprint(m: Loaded) -> str:
-    """Hash of every parameter's name, shape, row sums and a strided sample of its values.
-
-    Row sums (numpy's pairwise float32 summation: deterministic, one pass) change when any value
-    of a row changes, at a fraction of the cost of hashing every byte.
-    """
-    h = hashlib.sha256(type(torch_module(m)).__name__.encode())
-    for name, p in torch_module(m).named_parameters():
-        x = p.detach().float().cpu().numpy()
-        x2 = x.reshape(x.shape[0] if x.ndim > 1 else 1, -1)
-        h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(x2.sum(axis=1).tobytes())
-        h.update(np.ascontiguousarray(x2.reshape(-1)[:: max(1, x2.size // 4096)]).tobytes())
-    return h.hexdigest()[:24]
+    """A hash of every parameter's and buffer's full bytes (:func:`qlab.core.model.weights_digest`):
+    any changed value, also a swap inside a row that keeps its sum, gives another cache key."""
+    return weights_digest(m)[:32]
 
 
 @dataclass
