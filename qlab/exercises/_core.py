@@ -148,7 +148,18 @@ def check(name: str, fn: Callable[..., Any]) -> Result:
             got = fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - report the learner's error, do not crash the lesson
             return Result(name, False, n, f"case {n} ({shown}) raised {type(err).__name__}: {err}", ex.hint)
-        why = ex.compare(got, expected)
+        # an answer of a kind no reference has is the learner's mistake, reported with the hint:
+        # complex values (whose imaginary part a float comparison would drop), or values that
+        # cannot be compared at all (strings, objects)
+        try:
+            parts = got if isinstance(got, tuple) else (got,)
+            odd = next((a.dtype for a in (np.asarray(g.detach().cpu() if hasattr(g, "detach") else g)
+                                          for g in parts) if a.dtype.kind in "cUS"), None)  # fmt: skip
+            why = (ex.compare(got, expected) if odd is None else
+                   f"the result has {'complex values' if odd.kind == 'c' else 'text, not numbers'} "
+                   f"(dtype {odd}); the answer must be real numbers")  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - an answer that cannot be compared is wrong
+            why = f"the result cannot be compared with the reference ({type(err).__name__}: {err})"
         if why:
             return Result(name, False, n, f"case {n} ({shown}): {why}", ex.hint)
     if n == 0:

@@ -54,3 +54,24 @@ def test_every_registered_exercise_accepts_its_reference():
         e = ex.get(name)
         assert ex.check(name, e.reference), name
         assert e.prompt and e.hint and ex.show(name).startswith("Exercise")
+
+
+# -- issue 11, item 12: complex and non-numeric answers ----------------------------------------------
+def test_complex_answer_is_rejected():
+    r = ex.check("_test_double", lambda x, k=2.0: x * k + 1000j)
+    assert not r and "case 1" in r.message and "complex values (dtype complex" in r.message
+    assert "Hint: multiply" in str(r)
+    r = ex.check("_test_double", lambda x, k=2.0: (x * k).astype(np.complex64))  # even with a zero imaginary part
+    assert not r and "complex values (dtype complex64)" in r.message
+
+
+@pytest.mark.parametrize("answer", [lambda x, k=2.0: (x * k).astype(str), lambda x, k=2.0: np.full(x.shape, "two x")])
+def test_string_array_reported_not_raised(answer):
+    r = ex.check("_test_double", answer)
+    assert not r and "case 1" in r.message and "text, not numbers (dtype <U" in r.message
+    assert str(r).startswith("✗") and "Hint: multiply" in str(r)
+
+
+def test_uncomparable_answer_reported_not_raised():
+    r = ex.check("_test_double", lambda x, k=2.0: np.array([object()] * x.size, dtype=object).reshape(x.shape))
+    assert not r and "cannot be compared with the reference (TypeError" in r.message and "Hint: multiply" in str(r)
