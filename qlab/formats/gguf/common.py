@@ -88,6 +88,14 @@ class GGMLFormat(Format):
         self.check_overflow(blocks, raw, opts["overflow"])
         return Encoded(self.name, tuple(x.shape), {"blocks": raw}, int(raw.nbytes), {})
 
+    def expected_parts(self, shape: tuple[int, ...], options: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """One part, ``blocks``: uint8 ``(n_blocks, type_size)``; rows must be whole blocks."""
+        bs = self._layout.block_size
+        if shape and shape[-1] % bs:
+            raise ValueError(f"{self.name}: Encoded row length {shape[-1]} is not a multiple of the block size {bs}")
+        n = int(np.prod(shape, dtype=np.int64)) // bs
+        return {"blocks": ((n, self.type_size), np.dtype(np.uint8))}
+
     def _decode(self, enc: Encoded) -> np.ndarray:
         raw = enc.parts["blocks"]
         return self.dequantize_blocks(raw.reshape(-1, self.type_size))
