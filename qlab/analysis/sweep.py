@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from .._atomic import write_text
 from ..core import lm as lm_eval
 from ..core.model import Loaded, torch_module, weights_digest
 from ..core.pareto import HIGHER_IS_BETTER, higher_is_better, pareto_front, plot_pareto
@@ -172,17 +173,17 @@ def sweep(
         p = key(recipe)
         if cache and p.exists():
             try:
-                return {**json.loads(p.read_text()), "cached": True}
+                row = json.loads(p.read_text())
             except (OSError, ValueError):
                 return None
+            # valid JSON that is not a row (a list, a number, null) is a damaged entry: recompute
+            return {**row, "cached": True} if isinstance(row, dict) else None
         return None
 
     def store(recipe: Any, row: dict[str, Any]) -> None:
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = key(recipe).with_suffix(".tmp")
-            tmp.write_text(json.dumps(row, default=float))
-            tmp.replace(key(recipe))
+            write_text(key(recipe), json.dumps(row, default=float))  # temp file + rename
 
     labelled = list(formats.items()) if isinstance(formats, Mapping) else [(recipe_label(f), f) for f in formats]
     ref_lm: lm_eval.Reference | None = None

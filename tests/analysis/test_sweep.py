@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -112,3 +113,18 @@ def test_fingerprint_sees_an_in_row_swap(tmp_path):
     assert not any(r.get("cached") for r in second.rows)
     assert all(r.get("cached") for r in sweep(m, ["int8"], cache_path=tmp_path, progress=False).rows)
     assert len(first.rows) == len(second.rows) == 2
+
+
+# -- issue 11: valid JSON that is not an object in the sweep cache is recomputed --------------------------
+def test_damaged_cache_entries_are_recomputed(tmp_path):
+    m = qlab.models.load("digits-cnn", progress=False)
+    first = sweep(m, ["int8"], cache_path=tmp_path, progress=False)
+    files = sorted((tmp_path / "sweeps").glob("*.json"))
+    assert len(files) == 2
+    for f, junk in zip(files, ["[1, 2]", "null"], strict=True):
+        f.write_text(junk)
+    again = sweep(m, ["int8"], cache_path=tmp_path, progress=False)  # no TypeError
+    assert not any(r.get("cached") for r in again.rows)
+    assert [r["format"] for r in again.rows] == [r["format"] for r in first.rows]
+    assert all(isinstance(json.loads(f.read_text()), dict) for f in files)  # rewritten
+    assert sorted(p.name for p in (tmp_path / "sweeps").iterdir()) == [f.name for f in files]  # no temp files
