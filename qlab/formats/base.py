@@ -232,7 +232,16 @@ class Format:
         return self.layout().bits_per_weight
 
     def to_bytes(self, enc: Encoded) -> bytes:
-        raise TypeError(f"{self.name} has no GGML byte layout; to_bytes() is for GGUF formats")
+        raise TypeError(f"{self.name} has no GGML byte layout; to_bytes() is for formats with a GGML type ({_gguf_names()})")
+
+    def from_bytes(self, raw: Any, shape: tuple[int, ...]) -> Encoded:
+        """GGML block bytes -> :class:`Encoded`: only the formats with a GGML type (the GGUF family
+        and MXFP4) have a byte layout; the others keep their parts as named arrays
+        (``Encoded.parts``)."""
+        raise TypeError(
+            f"{self.name} has no byte layout to read; from_bytes() is for formats with a GGML type ({_gguf_names()}); "
+            f"other formats store named arrays in Encoded.parts"
+        )
 
     def __repr__(self) -> str:
         return f"<format {self.name}: {self.description}>"
@@ -259,6 +268,11 @@ def register(fmt: Format) -> Format:
         raise ValueError(f"format {fmt.name!r} is already registered")
     _REGISTRY[fmt.name] = fmt
     return fmt
+
+
+def _gguf_names() -> str:
+    """The formats with GGML's byte layout (those that implement ``from_bytes``)."""
+    return ", ".join(n for n in names() if type(_REGISTRY[n]).from_bytes is not Format.from_bytes)
 
 
 def names() -> list[str]:

@@ -78,3 +78,12 @@ def test_intact_and_rebuilt_encodings_still_decode(name: str) -> None:
     rebuilt = F.Encoded(enc.format, tuple(enc.shape), {k: v.copy() for k, v in enc.parts.items()}, enc.nbytes,
                         dict(enc.options))  # fmt: skip
     np.testing.assert_array_equal(rebuilt.decode(), want)
+
+
+# -- issue 11: from_bytes on a format without a byte layout ---------------------------------------------
+@pytest.mark.parametrize("name", [n for n in ALL if type(F.get(n)).from_bytes is F.Format.from_bytes])
+def test_from_bytes_only_for_gguf_formats(name: str) -> None:
+    with pytest.raises(TypeError, match=rf"{name} has no byte layout to read; from_bytes\(\) is for formats with a GGML type \(mxfp4, q4_0, "):
+        F.get(name).from_bytes(b"\\0" * 64, (1, 32))
+    with pytest.raises(TypeError, match=r"to_bytes\(\) is for formats with a GGML type \(mxfp4, q4_0, "):
+        _enc(name).to_bytes()
