@@ -153,11 +153,15 @@ def check(name: str, fn: Callable[..., Any]) -> Result:
         # cannot be compared at all (strings, objects)
         try:
             parts = got if isinstance(got, tuple) else (got,)
-            odd = next((a.dtype for a in (np.asarray(g.detach().cpu() if hasattr(g, "detach") else g)
-                                          for g in parts) if a.dtype.kind in "cUS"), None)  # fmt: skip
-            why = (ex.compare(got, expected) if odd is None else
-                   f"the result has {'complex values' if odd.kind == 'c' else 'text, not numbers'} "
-                   f"(dtype {odd}); the answer must be real numbers")  # fmt: skip
+            kinds = [np.asarray(g.detach().cpu() if hasattr(g, "detach") else g).dtype for g in parts]
+            cplx = next((k for k in kinds if k.kind == "c"), None)
+            text = next((k for k in kinds if k.kind in "US"), None)
+            if cplx is not None:
+                why = f"the result has complex values (dtype {cplx}); the answer must be real numbers"
+            else:  # the exercise's own message first; text it would accept (e.g. "1.5") is still wrong
+                why = ex.compare(got, expected) or (
+                    f"the result is text, not numbers (dtype {text}); return numbers" if text is not None else None
+                )
         except Exception as err:  # noqa: BLE001 - an answer that cannot be compared is wrong
             why = f"the result cannot be compared with the reference ({type(err).__name__}: {err})"
         if why:
