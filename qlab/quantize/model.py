@@ -15,6 +15,7 @@ biases, weights kept by the recipe) as float32 -- llama.cpp's convention for "bi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -133,8 +134,10 @@ class WeightSnapshot:
 
 
 def _compute(t: Target, choice: Choice, source: torch.Tensor | None) -> tuple[Any, LayerReport]:
-    """The new weight of ``t`` (``None``: leave it untouched) and its report; changes nothing.
-    A format error is re-raised naming the layer."""
+    """A function giving the new weight of ``t`` (``None``: leave it untouched) and its report;
+    changes nothing. Only the encoding is kept (decoded again when written), so validating a whole
+    model first costs its encoded size, not a second float32 copy. A format error is re-raised
+    naming the layer."""
     x = formats.base.as_float32(t.weight.detach() if source is None else source).reshape(t.shape[0], -1)
     if choice.used == KEEP:
         y, nbytes = x, 4 * x.size
@@ -149,13 +152,16 @@ def _compute(t: Target, choice: Choice, source: torch.Tensor | None) -> tuple[An
             ) from e
         y, nbytes = fmt.decode(enc), enc.nbytes
     sqnr, mse, mx = weight_error(x, y) if y is not x else (float("inf"), 0.0, 0.0)
-    if y is x and source is None:  # a kept weight without a source is left untouched
-        y = None
+    if y is x:  # a kept weight: untouched, or copied back from the snapshot
+        new = None if source is None else (lambda: x)
+    else:
+        new = functools.partial(fmt.decode, enc)  # deterministic: the same y when written
+    del y
     report = LayerReport(
         t.name, t.shape, t.numel, choice.requested.label(), choice.used.label(), choice.reason,
         int(nbytes), sqnr, mse, mx, t.aliases,
     )  # fmt: skip
-    return y, report
+    return new, report
 
 
 def quantize_model(
@@ -212,9 +218,9 @@ def weight_only(
         results.append((t, c, from_source, *_compute(t, c, source.weights[t.name] if from_source else None)))
     layers = []
     with torch.no_grad():
-        for t, c, from_source, y, report in results:
-            if y is not None:
-                t.weight.copy_(torch.from_numpy(y).reshape(t.shape))
+        for t, c, from_source, new, report in results:
+            if new is not None:
+                t.weight.copy_(torch.from_numpy(new()).reshape(t.shape))
             if from_source:
                 (source.dirty.discard if c.used == KEEP else source.dirty.add)(t.name)
             layers.append(report)
