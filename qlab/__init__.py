@@ -3,8 +3,9 @@
 from importlib import import_module
 from typing import Any
 
-from . import (
-    _offline,  # noqa: F401  (first: no library reaches for a model hub)
+from . import (  # noqa: I001  (order matters)
+    _numba_cache,  # noqa: F401  (first: numba's kernel cache goes outside the package)
+    _offline,  # noqa: F401  (no library reaches for a model hub)
     formats,
 )
 from .formats import roundtrip

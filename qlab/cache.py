@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .files import write_text
 from .models.paths import data_dir
 
 
@@ -43,7 +44,8 @@ def save(name: str, rows: Any, *, script: str, params: dict[str, Any] | None = N
         "created": time.strftime("%Y-%m-%d"),
         "rows": rows,
     }
-    p.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    # to a temporary file in the same directory, then renamed: a failed save keeps the old cache
+    write_text(p, json.dumps(payload, indent=1, sort_keys=False) + "\n")
     return p
 
 

@@ -23,3 +23,37 @@ def test_bad_names_and_missing(tmp_path, monkeypatch):
         cache.load("nothing")
     with pytest.raises(ValueError):
         cache.save("x", [], script="")
+
+
+# -- issue 11, item 10: a failed save keeps the good cache ------------------------------------------
+_CHILD = """
+import resource, signal, sys
+import qlab.cache as cache
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # the write fails with EFBIG instead of a kill
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    cache.save("demo", ["x" * 100] * 200, script="scripts/demo.py")
+except OSError as e:
+    print("failed:", e.errno)
+    sys.exit(0)
+sys.exit("the oversized save did not fail")
+"""
+
+
+def test_failed_save_keeps_the_previous_cache(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("QLAB_DATA", str(tmp_path))
+    p = cache.save("demo", [{"good": 1}], script="scripts/demo.py")
+    good = p.read_bytes()
+    env = {**os.environ, "QLAB_DATA": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "failed: 27" in r.stdout, r.stdout + r.stderr  # 27 = EFBIG
+    assert p.read_bytes() == good  # the good cache survived
+    assert cache.load("demo")["rows"] == [{"good": 1}]
+    assert sorted(x.name for x in p.parent.iterdir()) == ["demo.json"]  # no temporary file left
+    fresh = tmp_path / "fresh.txt"
+    fresh.write_text("")
+    assert p.stat().st_mode & 0o777 == fresh.stat().st_mode & 0o777  # a normal file, not mkstemp's 0600

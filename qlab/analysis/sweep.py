@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..core import lm as lm_eval
-from ..core.model import Loaded, torch_module
+from ..core.model import Loaded, torch_module, weights_digest
 from ..core.pareto import HIGHER_IS_BETTER, higher_is_better, pareto_front, plot_pareto
 from ..core.report import format_table
 from ..core.text import wikitext2_test
+from ..files import write_text
 from ..quantize.model import WeightSnapshot, quantize_model, recipe_label
 from ..quantize.recipes import spec
 
@@ -64,19 +64,9 @@ def recipe_key(recipe: Any) -> Any:
 
 
 def model_fingerprint(m: Loaded) -> str:
-    """Hash of every parameter's name, shape, row sums and a strided sample of its values.
-
-    Row sums (numpy's pairwise float32 summation: deterministic, one pass) change when any value
-    of a row changes, at a fraction of the cost of hashing every byte.
-    """
-    h = hashlib.sha256(type(torch_module(m)).__name__.encode())
-    for name, p in torch_module(m).named_parameters():
-        x = p.detach().float().cpu().numpy()
-        x2 = x.reshape(x.shape[0] if x.ndim > 1 else 1, -1)
-        h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(x2.sum(axis=1).tobytes())
-        h.update(np.ascontiguousarray(x2.reshape(-1)[:: max(1, x2.size // 4096)]).tobytes())
-    return h.hexdigest()[:24]
+    """A hash of every parameter's and buffer's full bytes (:func:`qlab.core.model.weights_digest`):
+    any changed value, also a swap inside a row that keeps its sum, gives another cache key."""
+    return weights_digest(m)[:32]
 
 
 @dataclass
@@ -183,17 +173,17 @@ def sweep(
         p = key(recipe)
         if cache and p.exists():
             try:
-                return {**json.loads(p.read_text()), "cached": True}
+                row = json.loads(p.read_text())
             except (OSError, ValueError):
                 return None
+            # valid JSON that is not a row (a list, a number, null) is a damaged entry: recompute
+            return {**row, "cached": True} if isinstance(row, dict) else None
         return None
 
     def store(recipe: Any, row: dict[str, Any]) -> None:
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = key(recipe).with_suffix(".tmp")
-            tmp.write_text(json.dumps(row, default=float))
-            tmp.replace(key(recipe))
+            write_text(key(recipe), json.dumps(row, default=float))  # temp file + rename
 
     labelled = list(formats.items()) if isinstance(formats, Mapping) else [(recipe_label(f), f) for f in formats]
     ref_lm: lm_eval.Reference | None = None

@@ -41,9 +41,9 @@ def to_batches(data: Any, model: Any = None, batch_size: int = 32, seq_len: int 
     if isinstance(data, torch.Tensor):
         if data.ndim == 0 or len(data) == 0:
             raise _no_batches(f"an empty tensor of shape {tuple(data.shape)}")
-        return list(data.split(batch_size))
+        return check_batches(list(data.split(batch_size)), model)
     if isinstance(data, Mapping):
-        return [data]
+        return check_batches([data], model)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data) and (
         data[1].ndim == 1 and len(data[0]) == len(data[1]) and data[1].dtype in (torch.int64, torch.int32)
     ):
@@ -66,7 +66,58 @@ def to_batches(data: Any, model: Any = None, batch_size: int = 32, seq_len: int 
             raise TypeError(f"a calibration batch must be a tensor, a dict or an (x, y) pair; got {type(b).__name__}")
     if not out:
         raise _no_batches("every batch is empty")
-    return out
+    return check_batches(out, model)
+
+
+def check_token_ids(ids: torch.Tensor, model: Any, where: str = "calibration") -> None:
+    """Token ids must be integers in ``[0, vocab_size)`` of ``model`` (an out-of-range id would
+    raise an IndexError deep inside the embedding)."""
+    vocab = getattr(getattr(_module(model), "config", None), "vocab_size", None)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"{where}: token ids must be an integer tensor, got dtype {ids.dtype}")
+    if isinstance(vocab, int) and ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab:
+            raise ValueError(
+                f"{where}: token ids must lie in [0, {vocab}) (the model's vocab_size); got ids from {lo} to {hi}"
+            )
+
+
+def check_batches(batches: list[Batch], model: Any) -> list[Batch]:
+    """Check tensor batches against ``model`` before any hook is attached: token ids for a model
+    with a vocabulary, else float inputs that fit its first Conv/Linear layer. Raise ``ValueError``
+    naming the batch, its shape/dtype and what the model takes."""
+    mod = _module(model)
+    if mod is None:
+        return batches
+    has_vocab = isinstance(getattr(getattr(mod, "config", None), "vocab_size", None), int)
+    first = next((m for m in mod.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Linear)), None)
+    for i, b in enumerate(batches):
+        if has_vocab:
+            ids = b.get("input_ids") if isinstance(b, Mapping) else b
+            if isinstance(ids, torch.Tensor):
+                check_token_ids(ids, model, f"calibration batch {i}")
+            continue
+        if not isinstance(b, torch.Tensor) or first is None:
+            continue
+        if isinstance(first, torch.nn.Linear):
+            ok, want = b.ndim >= 1 and b.shape[-1] == first.in_features, f"(batch, ..., {first.in_features})"
+        else:
+            nd = 3 if isinstance(first, torch.nn.Conv1d) else 4
+            ok = b.ndim == nd and b.shape[1] == first.in_channels
+            want = f"(batch, {first.in_channels}{', L' if nd == 3 else ', H, W'})"
+        if not ok or not b.dtype.is_floating_point:
+            raise ValueError(
+                f"calibration batch {i}: a {b.dtype} tensor of shape {tuple(b.shape)} does not fit the model's "
+                f"first layer ({type(first).__name__} expecting float inputs of shape {want}); "
+                f"e.g. digits-cnn takes (batch, 1, 8, 8) float32 images"
+            )
+    return batches
+
+
+def _module(model: Any) -> torch.nn.Module | None:
+    mod = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
+    return mod if isinstance(mod, torch.nn.Module) else None
 
 
 def _need_tokenizer(tok: Any) -> None:
@@ -143,4 +194,5 @@ def run_batch(model: ModelLike, batch: Any) -> Any:
 
 
 
-__all__ = ["CALIBRATION_OFFSET", "LM_WINDOW", "Batch", "example_batches", "run_batch", "to_batches", "tokenize"]
+__all__ = ["CALIBRATION_OFFSET", "LM_WINDOW", "Batch", "check_batches", "check_token_ids", "example_batches", "run_batch",
+           "to_batches", "tokenize"]

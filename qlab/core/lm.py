@@ -25,6 +25,7 @@ Every comparison returns the same keys, :data:`METRICS`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,6 +56,20 @@ def token_windows(m: Loaded, text: str | None = None, window: int = 512, windows
         raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
     if m.tokenizer is None:
         raise ValueError(f"{m.name} has no tokenizer: perplexity needs a causal language model")
+    kind = getattr(m, "kind", "causal-lm")
+    if kind != "causal-lm":
+        raise ValueError(
+            f"{m.name} is a {kind!r} model: perplexity, KL divergence and top-1 agreement need a causal "
+            f"language model (kind 'causal-lm', e.g. 'smollm2-135m'); use the model's evaluate() instead"
+        )
+    trained = getattr(getattr(torch_module(m), "config", None), "max_position_embeddings", None)
+    if isinstance(trained, int) and window > trained:
+        warnings.warn(
+            f"window={window} is beyond {m.name}'s trained context of {trained} tokens "
+            f"(max_position_embeddings): positions past it were never trained, so the perplexity "
+            f"measures extrapolation, not the model; use window <= {trained}",
+            stacklevel=3,
+        )
     need = window * windows
     ids = first_tokens(m.tokenizer, wikitext2_test() if text is None else text, need)
     if len(ids) < need:

@@ -148,7 +148,22 @@ def check(name: str, fn: Callable[..., Any]) -> Result:
             got = fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - report the learner's error, do not crash the lesson
             return Result(name, False, n, f"case {n} ({shown}) raised {type(err).__name__}: {err}", ex.hint)
-        why = ex.compare(got, expected)
+        # an answer of a kind no reference has is the learner's mistake, reported with the hint:
+        # complex values (whose imaginary part a float comparison would drop), or values that
+        # cannot be compared at all (strings, objects)
+        try:
+            parts = got if isinstance(got, tuple) else (got,)
+            kinds = [np.asarray(g.detach().cpu() if hasattr(g, "detach") else g).dtype for g in parts]
+            cplx = next((k for k in kinds if k.kind == "c"), None)
+            text = next((k for k in kinds if k.kind in "US"), None)
+            if cplx is not None:
+                why = f"the result has complex values (dtype {cplx}); the answer must be real numbers"
+            else:  # the exercise's own message first; text it would accept (e.g. "1.5") is still wrong
+                why = ex.compare(got, expected) or (
+                    f"the result is text, not numbers (dtype {text}); return numbers" if text is not None else None
+                )
+        except Exception as err:  # noqa: BLE001 - an answer that cannot be compared is wrong
+            why = f"the result cannot be compared with the reference ({type(err).__name__}: {err})"
         if why:
             return Result(name, False, n, f"case {n} ({shown}): {why}", ex.hint)
     if n == 0:

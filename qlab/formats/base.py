@@ -67,6 +67,8 @@ class Encoded:
     parts: dict[str, np.ndarray]
     nbytes: int
     options: dict[str, Any] = field(default_factory=dict)
+    #: the structure ``encode`` produced (see :meth:`Format.check_parts`); not part of the value
+    _layout_sig: Any = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -87,6 +89,18 @@ class Encoded:
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}:{v.dtype}{list(v.shape)}" for k, v in self.parts.items())
         return f"Encoded({self.format!r}, shape={self.shape}, nbytes={self.nbytes}, parts={{{parts}}})"
+
+
+def _signature(enc: Encoded) -> Any:
+    """The identity of an encoding's structure: shape, and which arrays/option objects it holds."""
+    try:
+        return (
+            enc.format, tuple(enc.shape),
+            tuple((k, id(v), v.shape, v.dtype.str) for k, v in enc.parts.items()),
+            tuple((k, id(v)) for k, v in enc.options.items()),
+        )  # fmt: skip
+    except (AttributeError, TypeError):
+        return None
 
 
 def as_float32(x: Any) -> np.ndarray:
@@ -127,7 +141,9 @@ class Format:
         """Quantize ``x`` (float16/bfloat16/float32, any shape; last axis = row)."""
         x32 = as_float32(x)
         opts = self.options(**options)
-        return self._encode(x32, **opts)
+        enc = self._encode(x32, **opts)
+        enc._layout_sig = _signature(enc)  # made here: its parts fit the layout by construction
+        return enc
 
     def decode(self, enc: Encoded) -> np.ndarray:
         """Dequantize to a float32 numpy array of the encoded shape."""
@@ -135,8 +151,46 @@ class Format:
             raise TypeError(f"decode expects an Encoded, got {type(enc).__name__}")
         if enc.format != self.name:
             raise ValueError(f"cannot decode a {enc.format!r} encoding with format {self.name!r}")
+        self.check_parts(enc)
         out = self._decode(enc)
         return np.asarray(out, dtype=np.float32).reshape(enc.shape)
+
+    def check_parts(self, enc: Encoded) -> None:
+        """Validate an :class:`Encoded` that ``encode`` did not make as it is (built by hand, or
+        its shape, options or parts changed since): part names, dtypes and shapes must be the ones
+        this format produces for ``enc.shape`` and ``enc.options``, else ``ValueError``. The one
+        place every format's decode goes through, so a tampered encoding never decodes silently."""
+        sig = _signature(enc)
+        if sig is not None and sig == enc._layout_sig:
+            return
+        shape = enc.shape
+        if not isinstance(shape, tuple | list) or not all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise ValueError(f"{self.name}: Encoded.shape must be a tuple of non-negative integers, got {shape!r}")
+        if not isinstance(enc.parts, dict) or not all(isinstance(v, np.ndarray) for v in enc.parts.values()):
+            raise ValueError(f"{self.name}: Encoded.parts must be a dict of numpy arrays")
+        want = self.expected_parts(tuple(int(d) for d in shape), dict(enc.options))
+        got = {k: (tuple(v.shape), v.dtype) for k, v in enc.parts.items()}
+        problems = [f"missing part {k!r}" for k in want if k not in got]
+        problems += [f"unexpected part {k!r}" for k in got if k not in want]
+        problems += [
+            f"part {k!r} is {got[k][1]}{list(got[k][0])}, expected {want[k][1]}{list(want[k][0])}"
+            for k in want if k in got and got[k] != want[k]
+        ]  # fmt: skip
+        if problems:
+            raise ValueError(
+                f"{self.name}: this Encoded does not match the format's layout for shape {tuple(shape)} "
+                f"and its options: {'; '.join(problems)} (was it modified after encode?)"
+            )
+        enc._layout_sig = sig
+
+    def expected_parts(self, shape: tuple[int, ...], options: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """``{part: (shape, dtype)}`` that ``encode`` produces for an input of ``shape``; by default
+        read from encoding ones of that shape (formats with a fixed layout override it)."""
+        opts = self.options(**options)
+        tmpl = self._encode(np.ones(shape, np.float32), **opts)
+        return {k: (tuple(v.shape), v.dtype) for k, v in tmpl.parts.items()}
 
     def options(self, **options: Any) -> dict[str, Any]:
         """Defaults merged with ``options``; unknown names and bad values raise ``ValueError``."""
@@ -178,7 +232,16 @@ class Format:
         return self.layout().bits_per_weight
 
     def to_bytes(self, enc: Encoded) -> bytes:
-        raise TypeError(f"{self.name} has no GGML byte layout; to_bytes() is for GGUF formats")
+        raise TypeError(f"{self.name} has no GGML byte layout; to_bytes() is for formats with a GGML type ({_gguf_names()})")
+
+    def from_bytes(self, raw: Any, shape: tuple[int, ...]) -> Encoded:
+        """GGML block bytes -> :class:`Encoded`: only the formats with a GGML type (the GGUF family
+        and MXFP4) have a byte layout; the others keep their parts as named arrays
+        (``Encoded.parts``)."""
+        raise TypeError(
+            f"{self.name} has no byte layout to read; from_bytes() is for formats with a GGML type ({_gguf_names()}); "
+            f"other formats store named arrays in Encoded.parts"
+        )
 
     def __repr__(self) -> str:
         return f"<format {self.name}: {self.description}>"
@@ -205,6 +268,11 @@ def register(fmt: Format) -> Format:
         raise ValueError(f"format {fmt.name!r} is already registered")
     _REGISTRY[fmt.name] = fmt
     return fmt
+
+
+def _gguf_names() -> str:
+    """The formats with GGML's byte layout (those that implement ``from_bytes``)."""
+    return ", ".join(n for n in names() if type(_REGISTRY[n]).from_bytes is not Format.from_bytes)
 
 
 def names() -> list[str]:

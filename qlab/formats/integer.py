@@ -103,6 +103,22 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray) -> np.ndarray:
     return (q - zp[:, None]).astype(np.float32) * scale[:, None]
 
 
+def _check_range(name: str, o: dict[str, Any], g: np.ndarray, scale: np.ndarray, codes: np.ndarray, zp: np.ndarray) -> None:
+    """Near the float32 maximum, ``max - min`` (asymmetric) or a rounded-up level ``q * s`` leaves
+    float32: raise instead of returning NaN/Inf for finite input."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.isfinite(scale) & np.isfinite(dequantize(codes, scale, zp)).all(axis=1)
+    if ok.all():
+        return
+    i = int(np.argmin(ok))
+    lo, hi = float(g[i].min()), float(g[i].max())
+    raise ValueError(
+        f"{name}: {o['granularity']} group {i} spans [{lo:.4g}, {hi:.4g}]; its scale or decoded levels "
+        f"overflow float32 (max {float(np.finfo(np.float32).max):.4g}) with symmetric={o['symmetric']}; "
+        f"scale the input down (e.g. by 4)"
+    )
+
+
 class IntFormat(Format):
     """``int{bits}``: affine integer quantization."""
 
@@ -155,8 +171,10 @@ class IntFormat(Format):
         check_finite(self.name, x)
         g = grouped(x, o["granularity"], o["group_size"])
         qmin, qmax = qrange(self.bits, o["symmetric"])
-        scale, zp = qparams(g, self.bits, o["symmetric"])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_range
+            scale, zp = qparams(g, self.bits, o["symmetric"])
         codes = quantize(g, scale, zp, qmin, qmax, o["rounding"], o["seed"])
+        _check_range(self.name, o, g, scale, codes, zp)
         dtype = np.int8 if o["symmetric"] else np.uint8
         parts = {"codes": codes.astype(dtype).reshape(x.shape), "scale": scale}
         nbytes = -(-x.size * self.bits // 8) + 4 * scale.size

@@ -157,12 +157,24 @@ class Minifloat(Format):
     def _encode(self, x: np.ndarray, granularity: str, group_size: int) -> Encoded:
         opts = {"granularity": granularity, "group_size": int(group_size)}
         if granularity == "none":
+            if self.spec.kind == "e8m0":  # as the scaled path: no silent NaN for what E8M0 lacks
+                bad = x <= 0  # negative values and +-0 (NaN input stays NaN: E8M0 has a NaN code)
+                if bad.any():
+                    first = tuple(int(i) for i in np.argwhere(bad)[0])
+                    raise ValueError(
+                        f"{self.name}: E8M0 stores only positive values (powers of two 2^-127..2^127, no "
+                        f"zero, no sign); {int(bad.sum())} value(s) are <= 0, first at index {first}: "
+                        f"{x[first]!r}"
+                    )
             codes = self.spec.encode(x, saturate=False)
             scales = np.zeros(0, np.float32)
         else:
             check_finite(self.name, x)
             if self.spec.kind == "e8m0" and (x < 0).any():
-                raise ValueError(f"{self.name}: E8M0 stores only positive values (it has no sign)")
+                raise ValueError(
+                    f"{self.name}: E8M0 stores only positive values (it has no sign); "
+                    f"{int((x < 0).sum())} value(s) are < 0"
+                )
             groups = self._groups(x, granularity, opts["group_size"])
             amax = np.max(np.abs(groups), axis=1, initial=np.float32(0))
             scales = absmax_scales(amax, self.max)

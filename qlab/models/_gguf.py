@@ -64,13 +64,27 @@ class GGUFFile:
 
     @classmethod
     def open(cls, path: str | Path, string_arrays: Container[str] = ()) -> GGUFFile:
+        """Parse the header and tensor table; a cut or crafted file raises ``ValueError("<path>:
+        truncated/corrupt GGUF: ...")`` (sizes and counts are checked against the file length)."""
         path = Path(path)
+        size = path.stat().st_size
+        if size < 24:
+            raise ValueError(f"{path}: truncated/corrupt GGUF: {size} bytes, shorter than the 24-byte header")
         blob = np.memmap(path, mode="r", dtype=np.uint8)
         if bytes(blob[:4]) != _MAGIC:
             raise ValueError(f"{path} is not a GGUF file (no 'GGUF' magic bytes)")
+        try:
+            return cls._parse(path, blob, string_arrays)
+        except (struct.error, OverflowError, MemoryError, UnicodeDecodeError, _Corrupt) as e:
+            raise ValueError(f"{path}: truncated/corrupt GGUF: {e}") from None
+
+    @classmethod
+    def _parse(cls, path: Path, blob: np.ndarray, string_arrays: Container[str]) -> GGUFFile:
         version, n_tensors, n_kv = struct.unpack_from("<IQQ", blob, 4)
         if version not in (2, 3):
             raise ValueError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
+        if n_kv > blob.size or n_tensors > blob.size:  # every entry takes several bytes
+            raise _Corrupt(f"{n_kv} metadata keys / {n_tensors} tensors cannot fit in {blob.size} bytes")
         pos = 24
         metadata: dict[str, Any] = {}
         for _ in range(n_kv):
@@ -81,15 +95,28 @@ class GGUFFile:
         for _ in range(n_tensors):
             name, pos = _string(blob, pos)
             (ndim,) = struct.unpack_from("<I", blob, pos)
+            if ndim > 8:
+                raise _Corrupt(f"tensor {name!r} has {ndim} dimensions (at most 8)")
             dims = struct.unpack_from(f"<{ndim}Q", blob, pos + 4)
             ggml_type, offset = struct.unpack_from("<IQ", blob, pos + 4 + 8 * ndim)
             pos += 4 + 8 * ndim + 12
             table.append((name, tuple(int(d) for d in reversed(dims)), int(ggml_type), int(offset)))
         align = int(metadata.get("general.alignment", 32))
+        if align <= 0:
+            raise _Corrupt(f"general.alignment is {align}")
         start = (pos + align - 1) // align * align  # the data section begins at the next boundary
-        tensors = {
-            name: TensorInfo(name, shape, t, start + off, _nbytes(t, shape)) for name, shape, t, off in table
-        }
+        tensors = {}
+        for name, shape, t, off in table:
+            try:
+                info = TensorInfo(name, shape, t, start + off, _nbytes(t, shape))
+            except (KeyError, ValueError) as e:
+                raise _Corrupt(f"tensor {name!r} has an unknown ggml type {t}") from e
+            if info.offset + info.nbytes > blob.size:
+                raise _Corrupt(
+                    f"tensor {name!r} ends at byte {info.offset + info.nbytes}, the file has {blob.size} "
+                    f"bytes (truncated: was the download or copy cut?)"
+                )
+            tensors[name] = info
         return cls(path, metadata, tensors, blob)
 
     @cached_property
@@ -138,8 +165,14 @@ def _nbytes(ggml_type: int, shape: tuple[int, ...]) -> int:
     return prod(shape) // block * size
 
 
+class _Corrupt(Exception):
+    """A size or count in the file that cannot be right (reported as truncated/corrupt GGUF)."""
+
+
 def _string(blob: np.ndarray, pos: int) -> tuple[str, int]:
     (n,) = struct.unpack_from("<Q", blob, pos)
+    if pos + 8 + n > blob.size:
+        raise _Corrupt(f"a string of {n} bytes at byte {pos} runs past the end of the file ({blob.size} bytes)")
     return bytes(blob[pos + 8 : pos + 8 + n]).decode("utf-8"), pos + 8 + n
 
 
@@ -153,6 +186,8 @@ def _value(blob: np.ndarray, pos: int, vtype: int, keep_strings: bool) -> tuple[
         raise ValueError(f"unknown GGUF metadata value type {vtype}")
     etype, count = struct.unpack_from("<IQ", blob, pos)
     pos += 12
+    if count > blob.size - pos:  # every element takes at least one byte
+        raise _Corrupt(f"an array of {count} elements at byte {pos} cannot fit in the file ({blob.size} bytes)")
     if etype in _SCALAR:
         width = struct.calcsize(_SCALAR[etype])
         values = list(struct.unpack_from(f"<{count}{_SCALAR[etype][1]}", blob, pos))

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.calibration import check_token_ids
 from ..core.model import ModelLike
 from .recipes import torch_module
 
@@ -101,6 +102,7 @@ def calibration_ids(model: ModelLike, calibration: Any, n_samples: int, seq_len:
     if isinstance(calibration, torch.Tensor):
         if calibration.ndim != 2 or calibration.dtype not in (torch.int64, torch.int32) or calibration.numel() == 0:
             raise ValueError(f"calibration ids must be a non-empty int tensor (windows, seq_len), got {tuple(calibration.shape)} {calibration.dtype}")
+        check_token_ids(calibration, model, "calibration ids")
         return calibration[:n_samples].long()
     if not isinstance(calibration, str):
         raise ValueError(f"calibration must be text (str) or token ids (windows, seq_len); got {type(calibration).__name__}")

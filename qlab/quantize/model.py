@@ -15,6 +15,7 @@ biases, weights kept by the recipe) as float32 -- llama.cpp's convention for "bi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -132,23 +133,35 @@ class WeightSnapshot:
                     self.dirty.discard(t.name)
 
 
-def _apply(t: Target, choice: Choice, source: torch.Tensor | None) -> LayerReport:
+def _compute(t: Target, choice: Choice, source: torch.Tensor | None) -> tuple[Any, LayerReport]:
+    """A function giving the new weight of ``t`` (``None``: leave it untouched) and its report;
+    changes nothing. Only the encoding is kept (decoded again when written), so validating a whole
+    model first costs its encoded size, not a second float32 copy. A format error is re-raised
+    naming the layer."""
     x = formats.base.as_float32(t.weight.detach() if source is None else source).reshape(t.shape[0], -1)
     if choice.used == KEEP:
         y, nbytes = x, 4 * x.size
     else:
         fmt = formats.get(choice.used)
-        enc = fmt.encode(x, **choice.used.options)
+        try:
+            enc = fmt.encode(x, **choice.used.options)
+        except (ValueError, TypeError) as e:
+            raise type(e)(
+                f"layer {t.name!r} (shape {tuple(t.shape)}, format {choice.used.label()}): {e}; "
+                f"no weight of the model was changed"
+            ) from e
         y, nbytes = fmt.decode(enc), enc.nbytes
-    # statistics first: ``x`` may share memory with the weight that is overwritten next
     sqnr, mse, mx = weight_error(x, y) if y is not x else (float("inf"), 0.0, 0.0)
-    if y is not x or source is not None:  # a kept weight without a source is left untouched
-        with torch.no_grad():
-            t.weight.copy_(torch.from_numpy(y).reshape(t.shape))
-    return LayerReport(
+    if y is x:  # a kept weight: untouched, or copied back from the snapshot
+        new = None if source is None else (lambda: x)
+    else:
+        new = functools.partial(fmt.decode, enc)  # deterministic: the same y when written
+    del y
+    report = LayerReport(
         t.name, t.shape, t.numel, choice.requested.label(), choice.used.label(), choice.reason,
         int(nbytes), sqnr, mse, mx, t.aliases,
     )  # fmt: skip
+    return new, report
 
 
 def quantize_model(
@@ -196,14 +209,21 @@ def weight_only(
     mod = torch_module(model)
     choices = resolve_recipe(mod, recipe, include, exclude)
     tg = targets(mod)
-    layers = []
+    # every layer is quantized first and written only when all succeeded: a bad layer (NaN,
+    # overflow) raises naming it and leaves the model as it was
+    results = []
     for t in tqdm(tg, desc="quantizing", disable=not progress, leave=False):
         c = choices[t.name]
-        if source is None or (c.used == KEEP and t.name not in source.dirty):
-            layers.append(_apply(t, c, None))  # quantize the current weight / leave it as it is
-        else:
-            layers.append(_apply(t, c, source.weights[t.name]))
-            (source.dirty.discard if c.used == KEEP else source.dirty.add)(t.name)
+        from_source = not (source is None or (c.used == KEEP and t.name not in source.dirty))
+        results.append((t, c, from_source, *_compute(t, c, source.weights[t.name] if from_source else None)))
+    layers = []
+    with torch.no_grad():
+        for t, c, from_source, new, report in results:
+            if new is not None:
+                t.weight.copy_(torch.from_numpy(new()).reshape(t.shape))
+            if from_source:
+                (source.dirty.discard if c.used == KEEP else source.dirty.add)(t.name)
+            layers.append(report)
     covered = {id(t.weight) for t in tg}
     other = sum(p.numel() for p in mod.parameters() if id(p) not in covered)
     return QuantReport(layers, other, recipe_label(recipe))

@@ -216,8 +216,28 @@ def targets(model: ModelLike) -> list[Target]:
 
 
 # -- resolving a recipe -----------------------------------------------------------------------------
-def _patterns(p: str | Iterable[str] | None) -> list[str] | None:
-    return None if p is None else [p] if isinstance(p, str) else list(p)
+def _patterns(p: str | Iterable[str] | None, what: str = "include") -> list[str] | None:
+    if p is None:
+        return None
+    pats = [p] if isinstance(p, str) else list(p) if isinstance(p, Iterable) else [p]
+    for q in pats:
+        if not isinstance(q, str) or not q:
+            raise ValueError(
+                f"{what}: patterns must be non-empty strings (fnmatch, e.g. 'model.layers.*.mlp.*'), got {q!r}"
+            )
+    return pats
+
+
+def _check_matches(tg: list[Target], what: str, pats: Iterable[str]) -> None:
+    """Every pattern must select at least one weight: a typo must not be a silent no-op."""
+    missing = [p for p in pats if not any(t.matches(p) for t in tg)]
+    if missing:
+        names = [t.name for t in tg[:4]] + ([tg[0].gguf_name] if tg[0].gguf_name else [])
+        raise ValueError(
+            f"{what} pattern(s) {missing} match no weight of the model ({len(tg)} weights); names look "
+            f"like {', '.join(repr(n) for n in names)}{', ...' if len(tg) > 4 else ''} (fnmatch patterns "
+            f"on module names, tied aliases and GGUF names; see qlab.quantize.recipes.targets(model))"
+        )
 
 
 def fallback(requested: Spec, row_length: int) -> tuple[Spec, str]:
@@ -252,7 +272,12 @@ def resolve_recipe(
     GGUF export writes (``f32`` / ``fp16`` = GGML F32 / F16).
     """
     tg = targets(model)
-    inc, exc = _patterns(include), _patterns(exclude)
+    inc, exc = _patterns(include, "include"), _patterns(exclude, "exclude")
+    for what, pats in (("include", inc), ("exclude", exc)):
+        if pats is not None and tg:
+            _check_matches(tg, what, pats)
+    if isinstance(recipe, Mapping) and tg:
+        _check_matches(tg, "recipe", _patterns(list(recipe), "recipe") or [])
     if isinstance(recipe, str) and (recipe.lower().startswith("llama:") or is_mix(recipe)):
         chosen = _mix(model, tg, recipe.lower().removeprefix("llama:"))
     elif isinstance(recipe, Mapping):
@@ -275,6 +300,12 @@ def resolve_recipe(
         if t.aliases and req != KEEP:
             notes.insert(0, f"tied with {', '.join(t.aliases)}: quantized once")
         out[t.name] = Choice(req, used, "; ".join(notes))
+    asked = any(s != KEEP for s, _ in chosen.values())
+    if asked and (inc is not None or exc is not None) and all(c.requested == KEEP for c in out.values()):
+        raise ValueError(
+            f"include={include!r} / exclude={exclude!r} leave no weight to quantize "
+            f"(the recipe would be a no-op: 32 bits/weight)"
+        )
     return out
 
 

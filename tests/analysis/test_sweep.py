@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -87,3 +88,43 @@ def test_sweep_of_a_classifier_uses_its_evaluation(tmp_path):
     acc = {r["format"]: r["accuracy"] for r in res.rows}
     assert acc["int8"] > acc["int2"] and abs(acc["int8"] - acc["f32 (reference)"]) < 0.02
     assert res.rows[1]["used"] == {"int8": len(targets(m))}  # conv and linear weights
+
+
+# -- issue 11, item 8: the fingerprint sees every byte -----------------------------------------------
+def _swapped(m):
+    """A copy of digits-cnn with fc1[0, 1] and fc1[0, 9] swapped: the row sum is bit-identical
+    (numpy adds both into the same pairwise accumulator) and neither is at a stride-4 sample."""
+    m2 = m.fresh()
+    w = m2.model.fc1.weight
+    with torch.no_grad():
+        w[0, 1], w[0, 9] = w[0, 9].clone(), w[0, 1].clone()
+    assert w.detach().numpy().sum(axis=1).tobytes() == m.model.fc1.weight.detach().numpy().sum(axis=1).tobytes()
+    assert not torch.equal(w, m.model.fc1.weight)
+    return m2
+
+
+def test_fingerprint_sees_an_in_row_swap(tmp_path):
+    m = qlab.models.load("digits-cnn", progress=False)
+    m2 = _swapped(m)
+    assert model_fingerprint(m2) != model_fingerprint(m)
+    assert model_fingerprint(m.fresh()) == model_fingerprint(m)
+    first = sweep(m, ["int8"], cache_path=tmp_path, progress=False)
+    second = sweep(m2, ["int8"], cache_path=tmp_path, progress=False)  # not served m's rows
+    assert not any(r.get("cached") for r in second.rows)
+    assert all(r.get("cached") for r in sweep(m, ["int8"], cache_path=tmp_path, progress=False).rows)
+    assert len(first.rows) == len(second.rows) == 2
+
+
+# -- issue 11: valid JSON that is not an object in the sweep cache is recomputed --------------------------
+def test_damaged_cache_entries_are_recomputed(tmp_path):
+    m = qlab.models.load("digits-cnn", progress=False)
+    first = sweep(m, ["int8"], cache_path=tmp_path, progress=False)
+    files = sorted((tmp_path / "sweeps").glob("*.json"))
+    assert len(files) == 2
+    for f, junk in zip(files, ["[1, 2]", "null"], strict=True):
+        f.write_text(junk)
+    again = sweep(m, ["int8"], cache_path=tmp_path, progress=False)  # no TypeError
+    assert not any(r.get("cached") for r in again.rows)
+    assert [r["format"] for r in again.rows] == [r["format"] for r in first.rows]
+    assert all(isinstance(json.loads(f.read_text()), dict) for f in files)  # rewritten
+    assert sorted(p.name for p in (tmp_path / "sweeps").iterdir()) == [f.name for f in files]  # no temp files

@@ -66,3 +66,26 @@ def test_bad_arguments(smollm2):
     digits = qlab.models.load("digits-cnn")
     with pytest.raises(ValueError, match="no tokenizer"):
         perplexity(digits, window=W, windows=N)
+
+
+# -- issue 11, item 13 and the sentence-encoder crash ------------------------------------------------
+def test_window_beyond_trained_context_warns(tmp_path):
+    from tests.models.test_gguf_path import QTYPES, write_tiny_llama
+
+    path, _ = write_tiny_llama(tmp_path / "tiny.gguf", QTYPES)  # a real LLaMA GGUF, context_length 256
+    m = qlab.models.load(path, progress=False)
+    assert m.model.config.max_position_embeddings == 256
+    text = wikitext2_test()[:20000]
+    with pytest.warns(UserWarning, match=r"window=300 is beyond tiny's trained context of 256 tokens"):
+        assert math.isfinite(perplexity(m, text, window=300, windows=1, progress=False))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the context: no warning
+        perplexity(m, text, window=256, windows=1, progress=False)
+
+
+def test_sentence_encoder_is_refused_clearly(minilm):
+    with pytest.raises(ValueError, match=r"minilm-l6 is a 'sentence-encoder' model: perplexity.*need a causal "
+                                         r"language model \(kind 'causal-lm'"):
+        perplexity(minilm, window=W, windows=N, progress=False)

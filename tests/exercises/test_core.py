@@ -54,3 +54,27 @@ def test_every_registered_exercise_accepts_its_reference():
         e = ex.get(name)
         assert ex.check(name, e.reference), name
         assert e.prompt and e.hint and ex.show(name).startswith("Exercise")
+
+
+# -- issue 11, item 12: complex and non-numeric answers ----------------------------------------------
+def test_complex_answer_is_rejected():
+    r = ex.check("_test_double", lambda x, k=2.0: x * k + 1000j)
+    assert not r and "case 1" in r.message and "complex values (dtype complex" in r.message
+    assert "Hint: multiply" in str(r)
+    r = ex.check("_test_double", lambda x, k=2.0: (x * k).astype(np.complex64))  # even with a zero imaginary part
+    assert not r and "complex values (dtype complex64)" in r.message
+
+
+@pytest.mark.parametrize("answer, match", [
+    (lambda x, k=2.0: np.vectorize(lambda v: repr(float(v)))(x * k), "the result is text, not numbers (dtype <U"),
+    (lambda x, k=2.0: np.full(x.shape, "two x"), "cannot be compared with the reference (ValueError"),
+])  # fmt: skip
+def test_string_array_reported_not_raised(answer, match):
+    r = ex.check("_test_double", answer)
+    assert not r and "case 1" in r.message and match in r.message
+    assert str(r).startswith("✗") and "Hint: multiply" in str(r)
+
+
+def test_uncomparable_answer_reported_not_raised():
+    r = ex.check("_test_double", lambda x, k=2.0: np.array([object()] * x.size, dtype=object).reshape(x.shape))
+    assert not r and "cannot be compared with the reference (TypeError" in r.message and "Hint: multiply" in str(r)

@@ -151,3 +151,21 @@ def test_error_at_most_half_a_step_and_idempotent(x, bits, symmetric):
     assert np.all(np.abs(y - x) <= step * (0.5 + 1e-5) + 1e-30)
     y2 = fmt.decode(fmt.encode(y, symmetric=symmetric))
     np.testing.assert_allclose(y2, y, rtol=1e-6, atol=float(step.max()) * 1e-6)
+
+
+# -- issue 11, item 2: finite input near the float32 maximum -------------------------------------
+@pytest.mark.parametrize("fmt", ["int1", "int4", "int8"])
+def test_asymmetric_range_overflow_raises(fmt: str) -> None:
+    big = np.finfo(np.float32).max
+    x = np.array([[-big, big / 3, big, 0, 1, 2, 3, 4]], np.float32)
+    with pytest.raises(ValueError, match=rf"{fmt}: channel group 0 spans \[-3.403e\+38, 3.403e\+38\].*overflow float32"):
+        qlab.formats.get(fmt).encode(x, symmetric=False)
+    y = qlab.formats.roundtrip(x / 4, fmt, symmetric=False)
+    assert np.isfinite(y).all()
+
+
+def test_symmetric_level_rounding_past_float32_max_raises() -> None:
+    big = np.finfo(np.float32).max
+    x = np.array([[-big, big]], np.float32)
+    with pytest.raises(ValueError, match=r"int8: tensor group 0 .*overflow float32 .*symmetric=True"):
+        qlab.formats.get("int8").encode(x, granularity="tensor")

@@ -261,3 +261,21 @@ def test_e8m0_subnormals() -> None:
     assert want.tolist() == [0, 0, 0, 1, 1, 0]
     np.testing.assert_array_equal(fmt.encode_bits(x, False), want)
     assert fmt.cast(np.array([8.4e-39], np.float32), False)[0] == np.float32(2.0**-127)
+
+
+# -- issue 11, item 3: e8m0 encode of negative values and zero ---------------------------------------
+@pytest.mark.parametrize("bad", [-1.0, 0.0, -0.0, -1e-40])
+def test_e8m0_encode_refuses_non_positive_like_the_scaled_path(bad):
+    x = np.array([[1.0, 2.0], [4.0, bad]], np.float32)
+    with pytest.raises(ValueError, match=r"e8m0: E8M0 stores only positive values .*1 value\(s\) are <= 0, first "
+                                         r"at index \(1, 1\)"):
+        get("e8m0").encode(x)
+    if bad < 0:
+        with pytest.raises(ValueError, match=r"e8m0: E8M0 stores only positive values"):
+            get("e8m0").encode(x, granularity="tensor")
+
+
+def test_e8m0_encode_positive_and_nan_unchanged():
+    x = np.array([1.0, 3.0, 2.0**-127, np.nan], np.float32)
+    y = get("e8m0").encode(x).decode()
+    assert y[:3].tolist() == [1.0, 4.0, 2.0**-127] and np.isnan(y[3])

@@ -134,3 +134,18 @@ def test_bad_input(smol):  # noqa: F811
         quantize_(smol.fresh(), GPTQConfig(group_size=32, seq_len=4096, progress=False), calibration="a short text")
     with pytest.raises(ValueError, match="n_samples"):
         GPTQConfig(n_samples=0)
+
+
+# -- issue 11: token ids beyond the vocabulary are refused before any work -----------------------------
+@pytest.mark.parametrize("ids, match", [
+    (torch.full((1, 64), 49152), r"calibration ids: token ids must lie in \[0, 49152\) \(the model's vocab_size\); "
+                                 r"got ids from 49152 to 49152"),
+    (torch.full((1, 64), -1), r"got ids from -1 to -1"),
+])  # fmt: skip
+def test_token_ids_outside_the_vocabulary(smol, ids, match):  # noqa: F811
+    m = smol.fresh()
+    before = m.model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    cfg = GPTQConfig(group_size=32, include="model.layers.0.*", n_samples=1, seq_len=64, progress=False)
+    with pytest.raises(ValueError, match=match):
+        quantize_(m, cfg, calibration=ids)
+    assert torch.equal(m.model.model.layers[0].self_attn.q_proj.weight, before)

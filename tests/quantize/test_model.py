@@ -91,3 +91,30 @@ def test_conv_and_linear_of_digits_cnn():
     assert all(r.used == "int8" for r in rep.layers)
     with pytest.raises(TypeError, match="torch module"):
         quantize_model(object(), "q8_0")
+
+
+# -- issue 11, item 6: validate every layer first, then modify -------------------------------------
+@pytest.mark.parametrize("via", ["quantize_model", "quantize_"])
+def test_bad_last_layer_leaves_the_model_untouched(via):
+    m = qlab.models.load("digits-cnn", progress=False)
+    with torch.no_grad():
+        m.model.fc2.weight[3, 7] = float("nan")
+    before = {n: p.detach().clone() for n, p in m.model.named_parameters()}
+    with pytest.raises(ValueError, match=r"layer 'fc2' \(shape \(10, 32\), format int8\): int8: input has 1 "
+                                         r"non-finite value.*no weight of the model was changed"):
+        if via == "quantize_model":
+            quantize_model(m, "int8")
+        else:
+            qlab.quantize_(m, qlab.quantize.WeightOnlyConfig(recipe="int8"))
+    for n, p in m.model.named_parameters():
+        assert torch.equal(torch.nan_to_num(p), torch.nan_to_num(before[n])), n
+
+
+def test_snapshot_unchanged_and_clean_after_a_failed_layer():
+    m = qlab.models.load("digits-cnn", progress=False)
+    snap = WeightSnapshot(m)
+    snap.weights["fc2"][0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"layer 'fc2'"):
+        quantize_model(m, "q8_0", source=snap)
+    assert snap.dirty == set()
+    assert torch.equal(m.model.conv1.weight, snap.weights["conv1"])

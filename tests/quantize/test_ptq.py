@@ -249,3 +249,20 @@ def test_minilm_w8a8_with_text_calibration():
     sim = embedding_similarity(m, evaluation)
     print(f"\nMiniLM PTQ W8A8 minmax: {sim}\n{report.table(max_rows=6)}")
     assert sim["cosine_mean"] > 0.98
+
+
+# -- issue 11: calibration checked against the model before any hook ---------------------------------------
+@pytest.mark.parametrize(
+    "calibration, match",
+    [
+        (torch.zeros(4, 8, 8), r"calibration batch 0: a torch.float32 tensor of shape \(4, 8, 8\) does not fit"),
+        (torch.zeros(4, 3, 8, 8), r"shape \(4, 3, 8, 8\) does not fit .*Conv2d expecting float inputs of shape "
+                                  r"\(batch, 1, H, W\)"),
+        ([torch.zeros(4, 1, 8, 8, dtype=torch.int64)], r"calibration batch 0: a torch.int64 tensor"),
+    ],
+)
+def test_calibration_of_the_wrong_shape_or_dtype(digits, calibration, match):
+    m = digits["m"].fresh()
+    with pytest.raises(ValueError, match=match):
+        quantize_(m, PTQConfig(progress=False), calibration=calibration)
+    assert not hasattr(m.model, "_qlab_quantized") and not m.model.conv1._forward_pre_hooks

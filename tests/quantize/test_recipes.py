@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from qlab.quantize import quantize_model, recipes
 from qlab.quantize.recipes import Spec, resolve_recipe
@@ -120,3 +121,32 @@ def test_mix_names_are_unambiguous(smol):
     assert recipes.recipe_label("q2_k") == "pure q2_k"
     assert recipes.recipe_label("llama:q2_k") == "llama.cpp mix Q2_K"
     assert recipes.recipe_label("q4_k_m") == "llama.cpp mix Q4_K_M" and recipes.recipe_label("nf4") == "nf4"
+
+
+# -- issue 11, item 7: patterns that select nothing raise ------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"recipe": "int8", "include": "fc3"}, r"include pattern\(s\) \['fc3'\] match no weight of the model \(4 weights\); "
+                                               r"names look like 'conv1', 'conv2', 'fc1', 'fc2'"),
+        ({"recipe": "int8", "exclude": ["fc1", "*.bias"]}, r"exclude pattern\(s\) \['\*\.bias'\] match no weight"),
+        ({"recipe": {"fc*": "int8", "dense*": "int4"}}, r"recipe pattern\(s\) \['dense\*'\] match no weight"),
+        ({"recipe": "int8", "include": ["fc1", 3]}, r"include: patterns must be non-empty strings .*got 3"),
+        ({"recipe": "int8", "exclude": ""}, r"exclude: patterns must be non-empty strings .*got ''"),
+        ({"recipe": "int8", "include": "fc*", "exclude": "fc*"}, r"leave no weight to quantize"),
+    ],
+)
+def test_patterns_matching_nothing_raise(kwargs, match):
+    import qlab
+
+    m = qlab.models.load("digits-cnn", progress=False)
+    before = m.model.fc1.weight.detach().clone()
+    with pytest.raises(ValueError, match=match):
+        quantize_model(m, **kwargs)
+    assert torch.equal(m.model.fc1.weight, before)
+
+
+def test_gguf_names_listed_for_an_llm(smol):
+    with pytest.raises(ValueError, match=r"names look like 'model\.embed_tokens', .*'token_embd\.weight'"):
+        resolve_recipe(smol, "q8_0", include="blk.99.*")
+    assert resolve_recipe(smol, "q8_0", include="blk.0.attn_q.weight")["model.layers.0.self_attn.q_proj"].used == "q8_0"

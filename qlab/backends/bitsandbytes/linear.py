@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,13 +55,27 @@ def _unsupported(fmt: object) -> ValueError:
 
 def check_device(device: str) -> torch.device:
     """``cpu`` or ``cuda`` (the latter only with a CUDA build of torch and a visible GPU)."""
-    dev = torch.device(device)
-    if dev.type not in DEVICES:
-        raise ValueError(f"{BACKEND}: device must be one of {DEVICES}, got {device!r}")
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError):  # "gpu", "", "CPU", None: torch's own parse error is cryptic
+        dev = None
+    if dev is None or dev.type not in DEVICES:
+        raise ValueError(f"{BACKEND}: device must be one of {DEVICES} (lower case; 'cuda:0' also works), got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{BACKEND}: device='cuda' asked but torch.cuda.is_available() is False "
                          f"(torch {torch.__version__}); use device='cpu'")
     return dev
+
+
+def check_threshold(threshold: float) -> float:
+    """The LLM.int8() outlier threshold: a finite number >= 0 (0 = no outlier decomposition)."""
+    ok = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool) and math.isfinite(threshold)
+    if not ok or threshold < 0:
+        raise ValueError(
+            f"{BACKEND}: threshold must be a finite number >= 0 (6.0 in the paper, 0 = no outlier "
+            f"decomposition), got {threshold!r}"
+        )
+    return float(threshold)
 
 
 def check_cpu_kernel(cpu_kernel: str) -> str:
@@ -78,6 +94,8 @@ def quantized_linear(
     import bitsandbytes as bnb
 
     check_cpu_kernel(cpu_kernel)
+    check_threshold(threshold)
+    device = check_device(device)
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise _unsupported(weights)
@@ -144,8 +162,7 @@ def quantize(
     if weights not in FORMATS:
         raise _unsupported(weights)
     check_cpu_kernel(cpu_kernel)
-    if threshold < 0:
-        raise ValueError(f"{BACKEND}: threshold must be >= 0 (0 = no outlier decomposition), got {threshold}")
+    check_threshold(threshold)
     if block_size not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
         raise ValueError(f"{BACKEND}: block_size must be a power of two in 32..4096, got {block_size}")
     dev = check_device(device)
@@ -211,4 +228,4 @@ class _DeviceModel(nn.Module):
         return out
 
 
-__all__ = ["BACKEND", "CPU_KERNELS", "DEVICES", "FORMATS", "check_cpu_kernel", "check_device", "quantize", "quantized_linear"]
+__all__ = ["BACKEND", "CPU_KERNELS", "DEVICES", "FORMATS", "check_cpu_kernel", "check_device", "check_threshold", "quantize", "quantized_linear"]

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ...core.model import Loaded
+from ...files import atomic_path
 from ...formats import get as get_format
 from ...formats.specs import GGML_TYPES
 from .recipe import TensorChoice, file_type, resolve_types
@@ -238,7 +239,6 @@ def export_gguf(
     ``ftype`` overrides ``general.file_type`` (set for single-format and preset recipes, else left
     for llama.cpp to guess from the tensor types).
     """
-    import gguf
 
     from ...quantize.recipes import torch_module
 
@@ -250,22 +250,51 @@ def export_gguf(
             f"export_gguf copies the tokenizer and metadata from the GGUF file the model was loaded "
             f"from; {source!s} is not one (pass source=... with the original .gguf)"
         )
+    target = Path(path)
+    if target.resolve() == source.resolve() or (target.exists() and target.samefile(source)):
+        raise ValueError(
+            f"export_gguf: path {str(path)!r} is the model's own source GGUF ({source}); writing there "
+            f"would overwrite the file the model and its tokenizer come from: pick another path"
+        )
+    if not target.parent.is_dir():
+        raise ValueError(f"export_gguf: the directory of path {str(path)!r} does not exist")
     src = _source(source)
     arch = str(src.get("general.architecture"))
     if arch not in _SUPPORTED_ARCHS:
         raise ValueError(f"export_gguf supports the {_SUPPORTED_ARCHS} architectures, not {arch!r}")
+    choices = resolve_types(model, recipe, include, exclude)
+    ftype = file_type(recipe) if ftype is None else ftype
+    with atomic_path(target) as tmp:  # a failed or killed export leaves no half file at ``path``
+        report = _write(model, tmp, recipe, choices, src, source, ftype)
+    report.path = target
+    report.file_bytes = target.stat().st_size
+    report.seconds = time.perf_counter() - t0
+    if report.fallbacks:
+        names = ", ".join(f"{r.gguf_name} {r.requested}->{r.used}" for r in report.fallbacks[:4])
+        more = f" (+{len(report.fallbacks) - 4} more)" if len(report.fallbacks) > 4 else ""
+        warnings.warn(
+            f"export_gguf: {len(report.fallbacks)} tensor(s) use llama.cpp's row-length fallback: "
+            f"{names}{more}; see report.fallbacks",
+            stacklevel=2,
+        )
+    return report
+
+
+def _write(
+    model: Any, path: Path, recipe: Any, choices: dict[str, Any], src: _Source, source: Path, ftype: int | None
+) -> ExportReport:
+    """Write the GGUF file at ``path`` (a temporary path that export_gguf renames)."""
+    import gguf
+
+    arch = str(src.get("general.architecture"))
     n_layers = int(src.get(f"{arch}.block_count"))
     n_head = int(src.get(f"{arch}.attention.head_count"))
     n_head_kv = int(src.get(f"{arch}.attention.head_count_kv", n_head))
-
     state = {k: v.detach() for k, v in model.state_dict().items()}
     to_gguf = gguf_name_map(state, arch, n_layers)
     from_gguf = {g: h for h, g in to_gguf.items()}
-    choices = resolve_types(model, recipe, include, exclude)
-
     writer = gguf.GGUFWriter(str(path), arch)
     _copy_metadata(src, writer)
-    ftype = file_type(recipe) if ftype is None else ftype
     if ftype is not None:
         writer.add_file_type(int(ftype))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -302,15 +331,5 @@ def export_gguf(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    report.file_bytes = Path(path).stat().st_size
-    report.seconds = time.perf_counter() - t0
-    if report.fallbacks:
-        names = ", ".join(f"{r.gguf_name} {r.requested}->{r.used}" for r in report.fallbacks[:4])
-        more = f" (+{len(report.fallbacks) - 4} more)" if len(report.fallbacks) > 4 else ""
-        warnings.warn(
-            f"export_gguf: {len(report.fallbacks)} tensor(s) use llama.cpp's row-length fallback: "
-            f"{names}{more}; see report.fallbacks",
-            stacklevel=2,
-        )
     return report
 

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ...core.model import Loaded
+from ...files import atomic_path
 
 BACKEND = "onnxruntime"
 OPSET = 17
@@ -114,18 +115,19 @@ def export(m: Loaded, path: str | os.PathLike, opset: int = OPSET) -> Path:
         args, outputs = tuple(enc[k] for k in names), ["last_hidden_state"]
         model = _EncoderGraph(_eager_attention(model), tuple(names))
         axes = {k: {0: "batch", 1: "sequence"} for k in [*names, *outputs]}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # TorchScript deprecation and tracer warnings
-        torch.onnx.export(
-            model, args, str(path), dynamo=False, opset_version=opset, input_names=names,
-            output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
-        )
     import onnx
 
-    proto = onnx.load(str(path))
-    if proto.ir_version > IR_VERSION:
-        proto.ir_version = IR_VERSION
-        onnx.save(proto, str(path))
+    with atomic_path(path) as tmp:  # a failed export leaves no half file at ``path``
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript deprecation and tracer warnings
+            torch.onnx.export(
+                model, args, str(tmp), dynamo=False, opset_version=opset, input_names=names,
+                output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
+            )
+        proto = onnx.load(str(tmp))
+        if proto.ir_version > IR_VERSION:
+            proto.ir_version = IR_VERSION
+            onnx.save(proto, str(tmp))
     return path
 
 

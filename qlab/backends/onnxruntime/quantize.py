@@ -20,7 +20,6 @@ and returns a :class:`qlab.backends.compare.BackendModel` whose ``.model`` is an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...core.model import Loaded
+from ...core.model import Loaded, weights_digest
 from ..model import BackendModel
 from .calibration import BatchReader, as_batches, calibration_method
 from .export import BACKEND, OrtModule, export, session, workdir
@@ -44,7 +43,7 @@ WEIGHT_ONLY = ("int4", "int8")
 QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear", "MatMulNBits",
                  "QLinearMatMul", "QLinearConv", "DynamicQuantizeMatMul"}
 
-_EXPORTS: dict[tuple[int, float, str], Path] = {}
+_EXPORTS: dict[tuple[int, str, str], Path] = {}
 
 
 def _unsupported(fmt: object, method: str, supported: tuple[str, ...]) -> ValueError:
@@ -52,9 +51,9 @@ def _unsupported(fmt: object, method: str, supported: tuple[str, ...]) -> ValueE
                       f"it supports: {', '.join(supported)}")
 
 
-def _fingerprint(model: torch.nn.Module) -> float:
-    with torch.no_grad():
-        return float(sum(p.double().sum() for p in model.parameters()))
+def _fingerprint(model: torch.nn.Module) -> str:
+    """A hash of all the weights' bytes (a sum would give permuted rows the same file)."""
+    return weights_digest(model)
 
 
 def float_onnx(m: Loaded, directory: str | os.PathLike | None = None) -> Path:
@@ -63,7 +62,7 @@ def float_onnx(m: Loaded, directory: str | os.PathLike | None = None) -> Path:
     fp = _fingerprint(m.model)
     key = (id(m.model), fp, str(directory))
     if key not in _EXPORTS or not _EXPORTS[key].is_file():
-        digest = hashlib.sha1(f"{type(m.model).__name__}:{fp!r}".encode()).hexdigest()[:8]
+        digest = fp[:16]
         _EXPORTS[key] = export(m, workdir(directory) / f"{m.name}-{digest}.fp32.onnx")
     return _EXPORTS[key]
 

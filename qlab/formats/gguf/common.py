@@ -24,10 +24,19 @@ import numpy as np
 from ..base import Encoded, Format, Layout, check_blocks, check_finite, register
 from ..specs import ggml_layout, ggml_type_id
 
+#: the largest finite fp16 value: GGML stores its block scales (``d``, ``dmin``, ``m``) as fp16
+FP16_MAX = 65504.0
+OVERFLOWS = ("raise", "inf")
+
 
 class GGMLFormat(Format):
+    """``overflow`` (every GGML type): what to do when a block's fp16 scale would exceed 65504
+    (inputs from about 6.5e4 for Q4_1 up to 5e8 for Q6_K). ``"raise"`` (default): a ``ValueError``
+    naming the block; ``"inf"``: store the infinite scale as llama.cpp does (the block then
+    decodes to NaN/Inf), for byte-exact comparison with llama.cpp."""
+
     family: ClassVar[str] = "gguf"
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {"overflow": "raise"}
 
     def __init__(self) -> None:
         lay = ggml_layout(self.name)
@@ -39,6 +48,35 @@ class GGMLFormat(Format):
         self.options(**options)
         return self._layout
 
+    def _validate(self, opts: dict[str, Any]) -> None:
+        if opts["overflow"] not in OVERFLOWS:
+            raise ValueError(f"{self.name}: overflow must be one of {OVERFLOWS}, got {opts['overflow']!r}")
+
+    def check_overflow(self, blocks: np.ndarray, raw: np.ndarray, overflow: str) -> None:
+        """Raise when a block's fp16 scale overflowed: only blocks with max |x| > 65504 can, and
+        those are decoded and must come back finite and not all zero (past the fp16 range some
+        types store an infinite scale, others a zero one). ``overflow="inf"`` keeps llama.cpp's
+        bytes as they are."""
+        if overflow == "inf" or not raw.shape[0]:
+            return
+        amax = np.abs(blocks).max(axis=1)
+        big = np.flatnonzero(amax > FP16_MAX)
+        if not big.size:
+            return
+        with np.errstate(all="ignore"):
+            y = np.abs(self.dequantize_blocks(np.ascontiguousarray(raw[big]))).max(axis=1)
+        bad = np.zeros(raw.shape[0], bool)
+        bad[big] = ~np.isfinite(y) | (y == 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            bs = self._layout.block_size
+            raise ValueError(
+                f"{self.name}: block {i} (values {i * bs}..{(i + 1) * bs - 1} of the flattened input, "
+                f"max |x| = {float(amax[i]):.4g}) needs a block scale above the fp16 limit {FP16_MAX:g}; "
+                f"{int(bad.sum())} block(s) overflow. Scale the tensor down, use a format with fp32 "
+                f"scales (int8, fp8_e4m3), or pass overflow='inf' for llama.cpp's bytes (NaN/Inf on decode)"
+            )
+
     # -- contract -------------------------------------------------------------------------------
     def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
         bs = self._layout.block_size
@@ -47,7 +85,16 @@ class GGMLFormat(Format):
         blocks = x.reshape(-1, bs)
         raw = self.quantize_blocks(blocks)
         assert raw.dtype == np.uint8 and raw.shape == (blocks.shape[0], self.type_size)
+        self.check_overflow(blocks, raw, opts["overflow"])
         return Encoded(self.name, tuple(x.shape), {"blocks": raw}, int(raw.nbytes), {})
+
+    def expected_parts(self, shape: tuple[int, ...], options: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """One part, ``blocks``: uint8 ``(n_blocks, type_size)``; rows must be whole blocks."""
+        bs = self._layout.block_size
+        if shape and shape[-1] % bs:
+            raise ValueError(f"{self.name}: Encoded row length {shape[-1]} is not a multiple of the block size {bs}")
+        n = int(np.prod(shape, dtype=np.int64)) // bs
+        return {"blocks": ((n, self.type_size), np.dtype(np.uint8))}
 
     def _decode(self, enc: Encoded) -> np.ndarray:
         raw = enc.parts["blocks"]
@@ -57,8 +104,9 @@ class GGMLFormat(Format):
         return enc.parts["blocks"].tobytes()
 
     def from_bytes(self, raw: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int, ...]) -> Encoded:
-        """Wrap GGML block bytes (as found in a GGUF file) for ``decode``."""
-        shape = tuple(int(s) for s in shape)
+        """Wrap GGML block bytes (as found in a GGUF file) for ``decode``. ``shape`` is a tuple of
+        non-negative Python/numpy integers (floats are refused, never truncated)."""
+        shape = check_shape(self.name, shape)
         buf = (
             np.frombuffer(raw, dtype=np.uint8)
             if not isinstance(raw, np.ndarray)
@@ -82,6 +130,20 @@ class GGMLFormat(Format):
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints; anything but a sequence of non-negative integers raises."""
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    ok = isinstance(shape, tuple | list) and all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 0 for s in shape
+    )
+    if not ok:
+        raise ValueError(
+            f"{name}: shape must be a tuple of non-negative integers (e.g. (4, 256)), got {shape!r}"
+        )
+    return tuple(int(s) for s in shape)
 
 
 # -- byte helpers shared by the codecs ----------------------------------------------------------

@@ -39,11 +39,12 @@ class IQFormat(GGMLFormat):
     """A GGML IQ lattice type: ``encode(x, imatrix=None)``; ``quantize_blocks(blocks, qw)`` gets
     the importance weights of each 256-value super-block (``None`` without imatrix)."""
 
-    defaults: ClassVar[dict[str, Any]] = {"imatrix": None}
+    defaults: ClassVar[dict[str, Any]] = {"imatrix": None, "overflow": "raise"}
     #: llama.cpp asserts ``quant_weights`` for this type (``GGML_ASSERT(quant_weights && ...)``)
     requires_imatrix: ClassVar[bool] = False
 
     def _validate(self, opts: dict[str, Any]) -> None:
+        super()._validate(opts)
         w = opts["imatrix"]
         if w is None:
             return
@@ -87,6 +88,7 @@ class IQFormat(GGMLFormat):
             )
         raw = self.quantize_blocks(blocks, qw)
         assert raw.dtype == np.uint8 and raw.shape == (blocks.shape[0], self.type_size)
+        self.check_overflow(blocks, raw, opts["overflow"])
         return Encoded(self.name, tuple(x.shape), {"blocks": raw}, int(raw.nbytes), {})
 
     def quantize_blocks(self, blocks: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]

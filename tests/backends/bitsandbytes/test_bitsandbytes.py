@@ -192,3 +192,20 @@ def test_bad_input(minilm: Any, digits: Any) -> None:
     with pytest.raises(ValueError, match="no nn.Linear"):
         bnbb.quantize(empty, "nf4")
     assert bnbb.quantize(digits, "fp4_bnb").evaluate()["accuracy"] > 0.9  # qlab's name for bnb's fp4
+
+
+# -- issue 11, item 14 and the device strings ---------------------------------------------------------
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), -1, True, "6"])
+def test_threshold_must_be_finite_and_non_negative(digits: Any, threshold: Any) -> None:
+    with pytest.raises(ValueError, match=rf"bitsandbytes: threshold must be a finite number >= 0 .*got {threshold!r}"):
+        bnbb.quantize(digits, "int8", threshold=threshold)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        bnbb.quantized_linear(digits.model.fc1, "int8", threshold=threshold)
+
+
+@pytest.mark.parametrize("device", ["gpu", "", "CPU", None])
+def test_device_strings_are_clear_errors(digits: Any, device: Any) -> None:
+    with pytest.raises(ValueError, match=rf"bitsandbytes: device must be one of \('cpu', 'cuda'\) .*got {device!r}"):
+        bnbb.quantize(digits, "nf4", device=device)
+    with pytest.raises(ValueError, match="device must be one of"):
+        bnbb.quantized_linear(digits.model.fc1, "int8", device=device)

@@ -126,3 +126,48 @@ def test_bytes_equal_llama_cpp_mixes(
         rep = export_gguf(smollm2, ours, "llama:" + mix)
     assert len(rep.types()) >= 3  # a real mix: f32 norms and at least two GGML types
     _assert_same_tensors(ours, theirs)
+
+
+# -- issue 11, item 11: atomic export, never over the source ---------------------------------------
+def test_refuses_to_overwrite_the_source(smollm2: Any, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "source.gguf"
+    shutil.copyfile(smollm2.source, copy)
+    before = copy.stat().st_size, copy.stat().st_mtime_ns
+    for target in (copy, tmp_path / "sub" / ".." / "source.gguf"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ValueError, match=r"export_gguf: path .*source\.gguf' is the model's own source GGUF"):
+            export_gguf(smollm2, target, "q8_0", source=copy)
+    assert (copy.stat().st_size, copy.stat().st_mtime_ns) == before
+    with pytest.raises(ValueError, match=r"is the model's own source GGUF"):  # the package's own file
+        export_gguf(smollm2, smollm2.source, "q8_0")
+
+
+_CHILD = """
+import resource, signal, sys
+import qlab
+m = qlab.models.load("smollm2-135m", progress=False)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # writing past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+try:
+    qlab.backends.llamacpp.export_gguf(m, sys.argv[1], "f32")
+except OSError as e:
+    print("failed:", e.errno)
+    sys.exit(0)
+sys.exit("the export past the file-size limit did not fail")
+"""
+
+
+def test_failed_export_leaves_the_previous_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "out.gguf"
+    target.write_bytes(b"previous export")
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(target)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ})  # fmt: skip
+    assert r.returncode == 0 and "failed: 27" in r.stdout, r.stdout + r.stderr[-2000:]  # 27 = EFBIG
+    assert target.read_bytes() == b"previous export"  # no half file replaced it
+    assert [p.name for p in tmp_path.iterdir()] == ["out.gguf"]  # the temporary file is gone

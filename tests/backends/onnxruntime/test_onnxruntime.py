@@ -197,3 +197,21 @@ def test_bad_input(digits: Any, minilm: Any, workdir: Path) -> None:
     lm = type(digits)("tiny-lm", torch.nn.Linear(2, 2), None, "causal-lm", None)
     with pytest.raises(ValueError, match=r"onnxruntime.*causal-lm"):
         ortb.export(lm, workdir / "lm.onnx")
+
+
+# -- issue 11, item 9: the float-export cache is keyed by all the weight bytes --------------------
+def test_float_export_not_shared_by_permuted_rows(digits: Any, tmp_path: Path) -> None:
+    m1 = digits.fresh()
+    m2 = digits.fresh()
+    with torch.no_grad():  # fc2's rows permuted: the same sum of weights, another model
+        m2.model.fc2.weight.copy_(m2.model.fc2.weight.flip(0))
+        m2.model.fc2.bias.copy_(m2.model.fc2.bias.flip(0))
+    p1, p2 = ortb.float_onnx(m1, tmp_path), ortb.float_onnx(m2, tmp_path)
+    assert p1 != p2 and p1.is_file() and p2.is_file()
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for m, p in ((m1, p1), (m2, p2)):
+        got = ortb.session(p).run(None, {"x": x.numpy()})[0]
+        with torch.no_grad():
+            want = m.model(x).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted([p1.name, p2.name])  # no temp files left

@@ -40,7 +40,8 @@ def oracle(t: str) -> dict[str, np.ndarray]:
 
 
 def ours(t: str, x) -> bytes:
-    return F.get(t).encode(x).to_bytes()
+    """qlab's bytes, fp16 scale overflow stored as inf as llama.cpp does (``overflow="inf"``)."""
+    return F.get(t).encode(x, overflow="inf").to_bytes()
 
 
 def gguf_bytes(t: str, x: np.ndarray) -> bytes:
