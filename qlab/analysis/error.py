@@ -16,10 +16,15 @@ def formats_with_bits(bits: int, row_length: int | None = None) -> list[str]:
     """Registered formats whose nominal bits per weight lie in ``[bits, bits + 1)``.
 
     With ``row_length``, only formats that can encode rows of that length with default options.
+    Formats that cannot encode an ordinary signed tensor on their own are left out: ``e8m0`` (an
+    unsigned power-of-two scale) and the IQ types llama.cpp quantizes only with an importance
+    matrix (``requires_imatrix``: iq2_xxs, iq2_xs, iq1_s).
     """
     out = []
     for name in formats.names():
         f = formats.get(name)
+        if name == "e8m0" or getattr(f, "requires_imatrix", False):
+            continue
         if bits <= f.bits_per_weight < bits + 1 and (row_length is None or f.accepts_row(row_length)):
             out.append(name)
     return out

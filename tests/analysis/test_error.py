@@ -37,6 +37,13 @@ def test_formats_with_bits_respects_width_and_blocks():
     four = formats_with_bits(4)
     assert {"int4", "q4_0", "nf4"} <= set(four)
     assert "int8" not in four and "q8_0" in formats_with_bits(8)
+    # every listed format encodes a signed tensor with default options (no e8m0, no imatrix-only IQ type)
+    x = np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)
+    for b in range(1, 9):
+        for name in formats_with_bits(b, row_length=256):
+            assert np.isfinite(qlab.roundtrip(x, name)).all(), name
+    assert "e8m0" not in formats_with_bits(8) and "iq2_xxs" not in formats_with_bits(2)
+    assert "iq2_s" in formats_with_bits(2) and "iq3_s" in formats_with_bits(3)
     for name in four:
         assert 4 <= qlab.formats.get(name).bits_per_weight < 5
     # a 96-wide row excludes the 256-value K-quant super-blocks
