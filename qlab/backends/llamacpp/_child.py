@@ -82,10 +82,20 @@ def first_tokens(llm: Any, text: str, need: int) -> np.ndarray:
     return np.asarray(toks[:need], dtype=np.int64)
 
 
+def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood of ``targets`` under each row of ``logits`` (float64 log-sum-exp)."""
+    x = logits.astype(np.float64)
+    mx = x.max(axis=1, keepdims=True)
+    lse = mx[:, 0] + np.log(np.exp(x - mx).sum(axis=1))
+    return lse - x[np.arange(len(targets)), targets]
+
+
 def text_windows(path: str, text: str, window: int, windows: int, threads: int | None = None,
-                 **llama_kwargs: Any) -> Iterator[np.ndarray]:
+                 nll_only: bool = False, **llama_kwargs: Any) -> Iterator[np.ndarray]:
     """One load for a whole perplexity run: yields the token ids ``(windows, window)`` of the text's
-    first ``window * windows`` tokens, then the logits of each window (see :func:`logits`)."""
+    first ``window * windows`` tokens, then for each window its logits (see :func:`logits`) or,
+    with ``nll_only``, the NLL of every token after the first (``window - 1`` float64: 4 KB to send
+    back instead of the 100 MB of a 512 x 49,152 logits window)."""
     llm = _load(path, window, threads, **llama_kwargs)
     try:
         ids = first_tokens(llm, text, window * windows).reshape(windows, window)
@@ -93,7 +103,8 @@ def text_windows(path: str, text: str, window: int, windows: int, threads: int |
         for row in ids:
             llm.reset()
             llm.eval([int(t) for t in row])
-            yield np.array(llm.scores[: len(row)], dtype=np.float32)
+            out = np.array(llm.scores[: len(row)], dtype=np.float32)
+            yield nll(out[:-1], row[1:]) if nll_only else out
     finally:
         llm.close()
 

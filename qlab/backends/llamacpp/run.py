@@ -46,14 +46,6 @@ def tokenize(path: str | Path, text: str, add_bos: bool = False) -> list[int]:
     return call("tokenize", _gguf(path), [text], add_bos)[0]
 
 
-def _nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Negative log-likelihood of ``targets`` under each row of ``logits`` (float64 log-sum-exp)."""
-    x = logits.astype(np.float64)
-    mx = x.max(axis=1, keepdims=True)
-    lse = mx[:, 0] + np.log(np.exp(x - mx).sum(axis=1))
-    return lse - x[np.arange(len(targets)), targets]
-
-
 def _run_windows(path: str, ids: np.ndarray, window: int, **llama_kwargs: Any) -> Iterator[np.ndarray]:
     """Logits float32 ``(window, vocab)`` of each row of ``ids``, each from an empty KV cache."""
     return stream("logits", path, np.ascontiguousarray(ids, dtype=np.int64), window, **llama_kwargs)
@@ -74,13 +66,14 @@ def window_logits(
 def perplexity(
     path: str | Path, text: str, window: int = 512, windows: int = 16, **llama_kwargs: Any
 ) -> float:
-    """exp(mean NLL) of every token after the first of each window, computed by llama.cpp."""
-    total, count = 0.0, 0
-    for tokens, logits in window_logits(path, text, window, windows, **llama_kwargs):
-        nll = _nll(logits[:-1], tokens[1:])
-        total += float(nll.sum())
-        count += nll.size
-    return float(np.exp(total / count))
+    """exp(mean NLL) of every token after the first of each window, computed by llama.cpp (the
+    child computes each window's NLL in float64 and sends back only that)."""
+    if window < 2 or windows < 1:
+        raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
+    out = stream("text_windows", _gguf(path), text, window, windows, nll_only=True, **llama_kwargs)
+    next(out)  # the token ids
+    nll = np.concatenate(list(out))
+    return float(np.exp(nll.mean()))
 
 
 def compare(path: str | Path, ref: Any, **llama_kwargs: Any) -> dict[str, float]:
