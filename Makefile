@@ -34,7 +34,6 @@ $(LLAMA_STAMP): $(BIN)/python
 	touch $@
 
 $(STAMP): pyproject.toml $(LOCK) $(LLAMA_STAMP)
-	$(BIN)/python -m pip install "$(PIP_PIN)"
 	# torch first: the 2.13.0 CPU build (an unpinned torch pulls several GB of CUDA packages)
 	$(BIN)/python -m pip install "torch==2.13.0" $(TORCH_PIP_ARGS)
 	$(BIN)/python -m pip install -r $(LOCK)

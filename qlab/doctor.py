@@ -165,14 +165,12 @@ def _imports() -> Check:
 def _llamacpp() -> tuple[str, str]:
     import numpy as np
 
-    from .backends.llamacpp import tokenize
     from .backends.llamacpp.isolate import call, stream
     from .models.smollm2 import smollm2_gguf
 
     info = call("system_info")
-    path = smollm2_gguf()
-    ids = np.array([tokenize(path, "Quantization maps real numbers to a small set of levels")[:8]])
-    [logits] = stream("logits", str(path), ids, 8, threads=1)
+    text = "Quantization maps real numbers to a small set of levels. " * 4
+    _ids, logits = stream("text_windows", str(smollm2_gguf()), text, 8, 1, threads=1)  # one child: load, tokenize, eval
     if not np.isfinite(logits).all():
         return "FAIL", "non-finite logits"
     # "CPU : SSE3 = 1 | AVX2 = 1 | ...": the features this build uses

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -220,8 +220,15 @@ def compare(m: Loaded, ref: Reference, progress: bool = True, batch: int = 1) ->
     run with the same torch thread count and ``batch`` as the reference (float32 GEMMs can differ
     in the last bit otherwise).
     """
+    label = f"{getattr(m, 'name', 'model')}: vs reference"
+    return compare_logits(ref, window_logits(m, ref.ids, progress, label, batch))
+
+
+def compare_logits(ref: Reference, logits: Iterable[torch.Tensor]) -> dict[str, float]:
+    """:func:`compare`'s figures from the logits ``(window, vocab)`` of each of the reference's
+    windows, however they were computed (a PyTorch model, or a runtime such as llama.cpp)."""
     kls, sames, nlls = [], [], []
-    for w, lg in enumerate(window_logits(m, ref.ids, progress, f"{getattr(m, 'name', 'model')}: vs reference", batch)):
+    for w, lg in enumerate(logits):
         lq, n = window_logprobs(lg, ref.ids[w])
         kls.append(token_kl(ref.logprobs[w], lq))
         sames.append(lq.argmax(-1) == ref.top1[w])
@@ -233,8 +240,7 @@ def compare(m: Loaded, ref: Reference, progress: bool = True, batch: int = 1) ->
     out.update(summarize(torch.stack(kls), torch.stack(sames)))
     return out
 
-
 __all__ = [
-    "COLUMNS", "METRICS", "Reference", "columns", "compare", "first_tokens", "kl_divergence", "nll_to_perplexity", "reference",
+    "COLUMNS", "METRICS", "Reference", "columns", "compare", "compare_logits", "first_tokens", "kl_divergence", "nll_to_perplexity", "reference",
     "summarize", "token_kl", "token_windows", "window_logits", "window_logprobs",
 ]  # fmt: skip

@@ -22,12 +22,12 @@ from .linear import (
     FORMATS,
     check_cpu_kernel,
     check_device,
+    cpu_bf16_kernel,
     quantize,
     quantized_linear,
 )
 from .simulate import (
     BNB_INV_127_SQ,
-    cpu_bf16_kernel,
     four_bit_weight,
     int8_weight,
     llm_int8_linear,

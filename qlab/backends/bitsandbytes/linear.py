@@ -200,13 +200,19 @@ def quantize(
                               "cpu_kernel": cpu_kernel})
 
 
+def cpu_bf16_kernel() -> bool:
+    """Whether bitsandbytes' ``Linear4bit`` runs its bfloat16 CPU kernel on this machine in inference
+    (its own test: ``bitsandbytes.functional.has_avx512bf16()``); False without bitsandbytes."""
+    try:
+        from bitsandbytes.functional import has_avx512bf16
+    except ImportError:  # pragma: no cover - depends on the install
+        return False
+    return bool(has_avx512bf16())
+
+
 def _runs_bf16_kernel(device: torch.device, cpu_kernel: str) -> bool:
     """Whether bitsandbytes' 4-bit layers on ``device`` run its bfloat16 CPU kernel in inference."""
-    if device.type != "cpu" or cpu_kernel != "auto":
-        return False
-    from bitsandbytes.functional import has_avx512bf16
-
-    return bool(has_avx512bf16())
+    return device.type == "cpu" and cpu_kernel == "auto" and cpu_bf16_kernel()
 
 
 class _DeviceModel(nn.Module):
@@ -228,4 +234,4 @@ class _DeviceModel(nn.Module):
         return out
 
 
-__all__ = ["BACKEND", "CPU_KERNELS", "DEVICES", "FORMATS", "check_cpu_kernel", "check_device", "check_threshold", "quantize", "quantized_linear"]
+__all__ = ["BACKEND", "CPU_KERNELS", "DEVICES", "FORMATS", "check_cpu_kernel", "check_device", "check_threshold", "cpu_bf16_kernel", "quantize", "quantized_linear"]

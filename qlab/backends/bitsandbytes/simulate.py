@@ -42,17 +42,7 @@ from ...core.fakequant import replace_linears
 from ...core.llm_int8 import BNB_INV_127_SQ, int8_weight, llm_int8_linear, outlier_columns
 from ...formats import get
 from ...formats.base import Encoded
-from .linear import BACKEND, BF16_BLOCK_N, FORMATS, check_cpu_kernel
-
-
-def cpu_bf16_kernel() -> bool:
-    """Whether bitsandbytes' ``Linear4bit`` runs its bfloat16 CPU kernel on this machine in inference
-    (its own test: ``bitsandbytes.functional.has_avx512bf16()``); False without bitsandbytes."""
-    try:
-        from bitsandbytes.functional import has_avx512bf16
-    except ImportError:  # pragma: no cover - depends on the install
-        return False
-    return bool(has_avx512bf16())
+from .linear import BACKEND, BF16_BLOCK_N, FORMATS, check_cpu_kernel, cpu_bf16_kernel
 
 
 def four_bit_weight(
@@ -115,4 +105,4 @@ def simulate(
             lin.in_features % block_size == 0 and not (bf16 and lin.out_features % BF16_BLOCK_N)))
 
 
-__all__ = ["BNB_INV_127_SQ", "cpu_bf16_kernel", "four_bit_weight", "int8_weight", "llm_int8_linear", "outlier_columns", "simulate"]
+__all__ = ["BNB_INV_127_SQ", "four_bit_weight", "int8_weight", "llm_int8_linear", "outlier_columns", "simulate"]

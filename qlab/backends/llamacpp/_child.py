@@ -58,12 +58,16 @@ def logits(path: str, ids: np.ndarray, window: int, threads: int | None = None, 
     """float32 ``(len(row), vocab)`` logits of each row of ``ids``, each from an empty KV cache."""
     llm = _load(path, window, threads, **llama_kwargs)
     try:
-        for row in np.asarray(ids):
-            llm.reset()  # n_tokens = 0: eval() clears the KV cache from position 0
-            llm.eval([int(t) for t in row])
-            yield np.array(llm.scores[: len(row)], dtype=np.float32)
+        yield from _eval_rows(llm, np.asarray(ids))
     finally:
         llm.close()
+
+
+def _eval_rows(llm: Any, ids: np.ndarray) -> Iterator[np.ndarray]:
+    for row in ids:
+        llm.reset()  # n_tokens = 0: eval() clears the KV cache from position 0
+        llm.eval([int(t) for t in row])
+        yield np.array(llm.scores[: len(row)], dtype=np.float32)
 
 
 def first_tokens(llm: Any, text: str, need: int) -> np.ndarray:
@@ -100,10 +104,7 @@ def text_windows(path: str, text: str, window: int, windows: int, threads: int |
     try:
         ids = first_tokens(llm, text, window * windows).reshape(windows, window)
         yield ids
-        for row in ids:
-            llm.reset()
-            llm.eval([int(t) for t in row])
-            out = np.array(llm.scores[: len(row)], dtype=np.float32)
+        for row, out in zip(ids, _eval_rows(llm, ids), strict=True):
             yield nll(out[:-1], row[1:]) if nll_only else out
     finally:
         llm.close()
@@ -130,23 +131,37 @@ def model_quantize(src: str, dst: str, ftype: int, pure: bool = False, nthread: 
     return int(rc), "".join(lines).splitlines()
 
 
-def quantize_chunk(ggml_type: int, x: np.ndarray, nbytes: int) -> bytes:
-    """``ggml_quantize_chunk`` of the libggml bundled with llama-cpp-python on the rows of ``x``."""
+def quantize_chunks(jobs: list[tuple[int, np.ndarray, int, np.ndarray | None]]) -> list[bytes]:
+    """``ggml_quantize_chunk`` of the libggml bundled with llama-cpp-python, for each job
+    ``(ggml type, x float32 2-D, output bytes, importance vector or None)``, after
+    ``ggml_quantize_init(type)`` (which builds the IQ types' grids; a no-op for the others)."""
     from pathlib import Path
 
     libdir = Path(_llama_cpp().__file__).parent / "lib"
     for so in sorted(libdir.glob("libggml*.so*")) + sorted(libdir.glob("libllama*.so*")):
         try:
-            fn = ctypes.CDLL(str(so)).ggml_quantize_chunk
+            lib = ctypes.CDLL(str(so))
+            chunk, init = lib.ggml_quantize_chunk, lib.ggml_quantize_init
         except (OSError, AttributeError):
             continue
-        fn.restype = ctypes.c_size_t
-        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.zeros(nbytes, np.uint8)
-        fn(ggml_type, x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[1], None)
-        return out.tobytes()
+        chunk.restype = ctypes.c_size_t
+        chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+        init.argtypes = [ctypes.c_int]
+        out = []
+        for ggml_type, x, nbytes, imatrix in jobs:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            w = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
+            dst = np.zeros(nbytes, np.uint8)
+            init(ggml_type)
+            chunk(ggml_type, x.ctypes.data, dst.ctypes.data, 0, x.shape[0], x.shape[1], None if w is None else w.ctypes.data)
+            out.append(dst.tobytes())
+        return out
     raise FileNotFoundError(f"no libggml with ggml_quantize_chunk under {libdir}")
+
+
+def quantize_chunk(ggml_type: int, x: np.ndarray, nbytes: int, imatrix: np.ndarray | None = None) -> bytes:
+    """One job of :func:`quantize_chunks`."""
+    return quantize_chunks([(ggml_type, x, nbytes, imatrix)])[0]
 
 
 def system_info() -> dict[str, str]:
@@ -164,7 +179,7 @@ def raise_signal(path: str, signum: int) -> None:
     signal.pause()  # pragma: no cover
 
 
-OPS = {f.__name__: f for f in (tokenize, logits, text_windows, model_quantize, quantize_chunk, system_info, raise_signal)}
+OPS = {f.__name__: f for f in (tokenize, logits, text_windows, model_quantize, quantize_chunk, quantize_chunks, system_info, raise_signal)}
 
 
 def main() -> None:

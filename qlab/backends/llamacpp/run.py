@@ -83,20 +83,11 @@ def compare(path: str | Path, ref: Any, **llama_kwargs: Any) -> dict[str, float]
     --kl-divergence`` reports them."""
     import torch
 
-    from ...core.lm import summarize
+    from ...core.lm import compare_logits
 
     ids = ref.ids.numpy()
-    kls, sames, nlls = [], [], []
-    for w, logits in enumerate(_run_windows(_gguf(path), ids, ref.window, **llama_kwargs)):
-        lq = torch.log_softmax(torch.from_numpy(logits[:-1]), dim=-1)
-        lp = ref.logprobs[w].float()
-        kls.append((lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0))
-        sames.append(lp.argmax(-1) == lq.argmax(-1))
-        nlls.append(-lq.gather(1, ref.ids[w, 1:, None])[:, 0])
-    ppl = float(torch.stack(nlls).double().mean().exp())
-    out = {"perplexity": ppl, "reference_perplexity": ref.perplexity, "delta_perplexity": ppl - ref.perplexity}
-    out.update(summarize(torch.stack(kls), torch.stack(sames)))
-    return out
+    logits = _run_windows(_gguf(path), ids, ref.window, **llama_kwargs)
+    return compare_logits(ref, (torch.from_numpy(lg) for lg in logits))
 
 
 def llama_quantize(

@@ -8,9 +8,6 @@ ctypes, in a child process so that a native abort fails a test instead of killin
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -166,32 +163,8 @@ def test_row_length_must_be_whole_super_blocks() -> None:
         F.get("iq2_s").encode(np.ones((2, 128), np.float32))
 
 
-# -- llama.cpp's library on adversarial inputs ---------------------------------------------------
-_CHILD = r"""
-import ctypes, sys
-from pathlib import Path
-import numpy as np
-import llama_cpp
-lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
-lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                    ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-cases = np.load(sys.argv[1])
-out = {}
-for key in cases.files:
-    if not key.startswith("x/"):
-        continue
-    _, t, tid, tsize, name = key.split("/")
-    x = np.ascontiguousarray(cases[key], np.float32)
-    w = cases["w/" + name] if ("w/" + name) in cases.files else None
-    dst = np.zeros(x.size // 256 * int(tsize), np.uint8)
-    lib.ggml_quantize_init(int(tid))
-    lib.ggml_quantize_chunk(int(tid), x.ctypes.data, dst.ctypes.data, 0, x.shape[0], x.shape[1],
-                            None if w is None else w.ctypes.data)
-    out[t + "/" + name] = dst
-np.savez(sys.argv[2], **out)
-"""
+# -- llama.cpp's library on adversarial inputs (ggml_quantize_chunk with quant_weights, run in
+# llama.cpp's child process: a native abort fails this test, not the test run) -------------------
 
 
 def _adversarial() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
@@ -236,25 +209,19 @@ def _adversarial() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
 
 @pytest.fixture(scope="module")
 def llama_cpp_adversarial() -> dict[str, np.ndarray]:
+    """``{"<type>/<case>": llama.cpp's bytes}`` for every adversarial case and IQ type."""
     pytest.importorskip("llama_cpp")
-    cases = _adversarial()
-    arrays: dict[str, np.ndarray] = {}
-    for name, (x, w) in cases.items():
-        if w is not None:
-            arrays["w/" + name] = w
+    from qlab.backends.llamacpp.isolate import call
+
+    keys, jobs = [], []
+    for name, (x, w) in _adversarial().items():
         for t in TYPES:
             if w is None and t in NEEDS_IMATRIX:
                 continue
             f = F.get(t)
-            arrays[f"x/{t}/{f.ggml_type}/{f.type_size}/{name}"] = x
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d) / "in.npz", Path(d) / "out.npz"
-        np.savez(src, **arrays)
-        r = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(src), str(dst)], capture_output=True, text=True, timeout=600
-        )
-        assert r.returncode == 0, f"llama.cpp child failed (rc {r.returncode}): {r.stderr[-2000:]}"
-        return dict(np.load(dst))
+            keys.append(f"{t}/{name}")
+            jobs.append((f.ggml_type, x, x.size // 256 * f.type_size, w))
+    return {k: np.frombuffer(b, np.uint8) for k, b in zip(keys, call("quantize_chunks", jobs), strict=True)}
 
 
 @pytest.mark.parametrize("t", TYPES)
