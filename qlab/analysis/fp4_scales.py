@@ -64,4 +64,14 @@ def clipped_fraction(x: np.ndarray, block: int = 32) -> float:
     return float(np.mean(amax / np.exp2(np.floor(np.log2(amax)) - 2) > 6))
 
 
-__all__ = ["SCALE_RULES", "fp4_roundtrip", "clipped_fraction"]
+def mx_block_max(amax: np.ndarray) -> np.ndarray:
+    """The largest magnitude an MXFP4 block with maximum ``amax`` can hold under OCP's rule:
+    ``6 * 2**(floor(log2 amax) - 2)``; below ``amax`` (clipped) when the mantissa of ``amax`` is
+    above 1.5, i.e. ``amax`` in ``(6, 8) * 2**k``."""
+    a = np.asarray(amax, np.float64)
+    if np.any(~np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError("amax must be finite and > 0")
+    return 6 * np.exp2(np.floor(np.log2(a)) - 2)
+
+
+__all__ = ["SCALE_RULES", "fp4_roundtrip", "clipped_fraction", "mx_block_max"]
