@@ -15,7 +15,9 @@ The weights are ``qw[i] * sqrtf(sigma2 + x[i]*x[i])`` with ``sigma2`` the mean s
 (legacy types: ``sum_x2/n_per_row``), or ``2*sum_x2/256`` (Q3_K, Q4_K, Q5_K) / ``sum_x2/256``
 (Q2_K) of the super-block. ``make_qkx3_quants`` with weights is ``make_qkx2_quants``
 operation for operation (``max <= min`` equals ``max == min`` once ``min <= 0``), so
-:func:`._kq_kernels._make_qkx2` is reused. The packing is numpy in the codec modules.
+:func:`._kq_kernels._make_qkx2` is reused. (Evaluating its 37 trials speculatively in SIMD lanes,
+recomputing the later ones after each win, was tried: exact but 5x slower, as most trials win.)
+The packing is numpy in the codec modules.
 
 Each kernel takes the blocks ``(nb, bs)`` of rows of ``ncols`` values and the imatrix ``w``
 ``(ncols,)``: block ``b`` reads ``w[(b % (ncols // bs)) * bs:]``.
@@ -31,14 +33,21 @@ from ._qx_kernels import EPS, nearest_int, signed_absmax
 
 _F = np.float32
 QK_K = 256
+_LANES = 24  # make_qx_quants' 19 candidate scales padded to whole SIMD vectors
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def make_qx_w(x, w, nmax, L):
+def make_qx_w(x, w, nmax, L, isc, sx, s2):
     """``make_qx_quants(n, nmax, x, L, rmse_type=1, qw=w)`` on 1-D float32 ``x``/``w``: codes
     ``l + nmax`` in ``L`` (uint8), returns the scale. First guess ``-nmax/max``, then 18 trial
-    inverse scales ``-(nmax + 0.1f*is)/max``; a trial wins when ``sumlx^2 / suml2`` is strictly
-    larger (compared as ``sumlx*sumlx > best*suml2``, as in C)."""
+    inverse scales ``-(nmax + 0.1f*is)/max``, is = -9..9 (is != 0); a trial wins when
+    ``sumlx^2 / suml2`` is strictly larger (compared as ``sumlx*sumlx > best*suml2``, as in C).
+
+    As in :func:`._qx_kernels._make_qx_quants_q6`, the 19 candidates are summed together, one
+    lane each (``isc``/``sx``/``s2``: float32 buffers of ``_LANES``; lane 9 is the first guess,
+    since ``-(nmax + 0.1f*0)`` is exactly ``-nmax``): each lane adds its terms in C's order, so
+    the sums are bit-identical, but the lanes vectorise. The sequential choice is replayed after.
+    """
     n = x.shape[0]
     amax, mx = signed_absmax(x)
     if amax < EPS:  # all zero: codes 0 (not nmax) and scale 0
@@ -47,32 +56,28 @@ def make_qx_w(x, w, nmax, L):
         return _F(0.0)
     fn = _F(nmax)
     lo, hi = -nmax, nmax - 1
-    iscale = -fn / mx  # C: -nmax / max, the int negated then converted: exact
-    sumlx = _F(0.0)
-    suml2 = _F(0.0)
+    for t in range(_LANES):
+        isc[t] = -(fn + _F(0.1) * _F(t - 9)) / mx
+        sx[t] = _F(0.0)
+        s2[t] = _F(0.0)
     for i in range(n):
-        q = min(max(nearest_int(iscale * x[i]), lo), hi)
-        L[i] = q + nmax
-        fl = _F(q)
-        sumlx += w[i] * x[i] * fl  # (w*x)*l
-        suml2 += w[i] * fl * fl
-    scale = sumlx / suml2 if suml2 != 0 else _F(0.0)  # C: suml2 ? ... (NaN is true)
-    best = scale * sumlx
-    for t in range(-9, 10):
-        if t == 0:
-            continue
-        isc = -(fn + _F(0.1) * _F(t)) / mx
-        sumlx = _F(0.0)
-        suml2 = _F(0.0)
-        for i in range(n):
-            fl = _F(min(max(nearest_int(isc * x[i]), lo), hi))
-            sumlx += w[i] * x[i] * fl
-            suml2 += w[i] * fl * fl
-        if suml2 > 0 and sumlx * sumlx > best * suml2:
-            for i in range(n):
-                L[i] = min(max(nearest_int(isc * x[i]), lo), hi) + nmax
-            scale = sumlx / suml2
-            best = scale * sumlx
+        xi = x[i]
+        wi = w[i]
+        wx = wi * xi
+        for t in range(_LANES):  # lanes 19.. are padding (whole vectors), never read
+            fl = _F(min(max(nearest_int(isc[t] * xi), lo), hi))
+            sx[t] += wx * fl  # C: w*x[i]*l == (w*x)*l
+            s2[t] += wi * fl * fl
+    scale = sx[9] / s2[9] if s2[9] != 0 else _F(0.0)  # C: suml2 ? ... (NaN counts as true)
+    best = scale * sx[9]
+    win = 9
+    for t in range(19):
+        if t != 9 and s2[t] > 0 and sx[t] * sx[t] > best * s2[t]:
+            scale = sx[t] / s2[t]
+            best = scale * sx[t]
+            win = t
+    for i in range(n):
+        L[i] = min(max(nearest_int(isc[win] * x[i]), lo), hi) + nmax
     return scale
 
 
@@ -141,6 +146,11 @@ def make_qp_w(x, w, nmax, L):
     return sumlx / suml2 if suml2 > 0 else _F(0.0)
 
 
+@njit(cache=True, inline="always")
+def _lanes():
+    return np.empty(_LANES, np.float32), np.empty(_LANES, np.float32), np.empty(_LANES, np.float32)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _weights(x, b, off, n, w, col, sigma2, out):
     """``out[i] = qw[i] * sqrtf(sigma2 + x[i]*x[i])`` for ``x[b, off:off+n]``, ``qw = w[col:]``;
@@ -176,6 +186,7 @@ def legacy_imatrix(x, w, ncols, nmax, affine):
     weight = np.empty(32, np.float32)
     Laux = np.empty(32, np.uint8)
     tmp = np.empty(32, np.float32)
+    isc, sx, s2 = _lanes()
     sigma2 = _F(0.0)
     for b in range(nb):
         k = b % per_row
@@ -190,7 +201,7 @@ def legacy_imatrix(x, w, ncols, nmax, affine):
             d[b], the_min = _make_qkx2(x[b], weight, L[b], Laux, tmp, nmax, _F(-0.9), _F(0.05), 36, False)
             m[b] = -the_min  # C stores GGML_FP32_TO_FP16(-min) of the returned the_min = -min
         else:
-            d[b] = make_qx_w(x[b], weight, nmax, L[b])
+            d[b] = make_qx_w(x[b], weight, nmax, L[b], isc, sx, s2)
     return L, d, m
 
 
@@ -221,10 +232,8 @@ def kquant1_imatrix(x, w, ncols, sub, nmax, scale_max):
         sigma2 = s / _F(QK_K) if sub == 16 else _F(2.0) * s / _F(QK_K)
         for j in range(ns):
             sw[j] = _weights(x, b, sub * j, sub, w, col + sub * j, sigma2, weight)
-            scales[j], mins[j] = _make_qkx2(
-                x[b, sub * j : sub * (j + 1)], weight, L[b, sub * j : sub * (j + 1)], Laux, tmp,
-                nmax, _F(-0.9), _F(0.05), 36, False,
-            )  # fmt: skip
+            xs, Lj = x[b, sub * j : sub * (j + 1)], L[b, sub * j : sub * (j + 1)]
+            scales[j], mins[j] = _make_qkx2(xs, weight, Lj, Laux, tmp, nmax, _F(-0.9), _F(0.05), 36, False)
         d[b] = make_qp_w(scales, sw, scale_max, Ls[b])
         dmin[b] = make_qp_w(mins, sw, scale_max, Lm[b])
     return L, Ls, Lm, d, dmin
@@ -242,13 +251,14 @@ def q3k_imatrix(x, w, ncols):
     weight = np.empty(16, np.float32)
     scales = np.empty(16, np.float32)
     sw = np.empty(16, np.float32)
+    isc, sx, s2 = _lanes()
     for b in range(nb):
         col = (b % per_row) * QK_K
         sigma2 = _F(2.0) * _sum_x2(x, b, QK_K) / _F(QK_K)
         for j in range(16):
             sw[j] = _weights(x, b, 16 * j, 16, w, col + 16 * j, sigma2, weight)
-            scales[j] = make_qx_w(x[b, 16 * j : 16 * (j + 1)], weight, 4, L[b, 16 * j : 16 * (j + 1)])
-        d[b] = make_qx_w(scales, sw, 32, Ls[b])
+            scales[j] = make_qx_w(x[b, 16 * j : 16 * (j + 1)], weight, 4, L[b, 16 * j : 16 * (j + 1)], isc, sx, s2)
+        d[b] = make_qx_w(scales, sw, 32, Ls[b], isc, sx, s2)
     return L, Ls, d
 
 
@@ -260,10 +270,10 @@ def q6k_imatrix_scales(x, w, ncols):
     per_row = ncols // QK_K
     L = np.empty((nb, QK_K), np.uint8)
     scales = np.empty((nb, 16), np.float32)
+    isc, sx, s2 = _lanes()
     for b in range(nb):
         col = (b % per_row) * QK_K
         for j in range(16):
-            scales[b, j] = make_qx_w(
-                x[b, 16 * j : 16 * (j + 1)], w[col + 16 * j : col + 16 * (j + 1)], 32, L[b, 16 * j : 16 * (j + 1)]
-            )
+            xs, ws, Lj = x[b, 16 * j : 16 * (j + 1)], w[col + 16 * j : col + 16 * (j + 1)], L[b, 16 * j : 16 * (j + 1)]
+            scales[b, j] = make_qx_w(xs, ws, 32, Lj, isc, sx, s2)
     return L, scales
