@@ -1,5 +1,6 @@
 """llama.cpp's IQ lattice types (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): the
-shared codec base with the ``imatrix`` option, and the numba pieces the IQ2/IQ3 quantizers share.
+shared codec base (the ``imatrix`` option itself is :class:`.common.GGMLFormat`'s, shared by every
+GGML type), and the numba pieces the IQ2/IQ3 quantizers share.
 
 These types do not round each value to an integer: every 8 (IQ1/IQ2) or 4 (IQ3) magnitudes are
 replaced by the nearest point of a small fixed code book (:mod:`.iq_grids`), with the signs stored
