@@ -14,6 +14,11 @@ compiles the numba kernels). Peers, where they offer the same format:
   element-wise floats.
 
 The ratio column is qlab's speed divided by the peer's (> 1: qlab is faster).
+
+A second table times ``encode(x, imatrix=w)`` (``--imatrix-formats``, by default the K-quants, IQ4
+and the IQ lattice types; ``""`` skips it) against llama.cpp's ``ggml_quantize_chunk`` with the same
+``quant_weights`` on one thread: ``w`` is a log-normal importance per column (seed 1). Types that
+need an importance matrix (iq2_xxs, iq2_xs, iq1_s) are only in that table.
 """
 
 from __future__ import annotations
@@ -73,19 +78,21 @@ def _libggml() -> ctypes.CDLL | None:
     return None
 
 
-def llamacpp_peer(name: str, x: np.ndarray):
+def llamacpp_peer(name: str, x: np.ndarray, w: np.ndarray | None = None):
+    """llama.cpp's ``ggml_quantize_chunk`` on one thread (with ``quant_weights = w``)."""
     lib = _libggml()
     if lib is None:
         return None
     fmt = qlab.formats.get(name)
     lib.ggml_quantize_init(fmt.ggml_type)
     dst = np.empty(x.size // fmt.block_size * fmt.type_size, np.uint8)
+    qw = None if w is None else w.ctypes.data
 
     def enc():
-        lib.ggml_quantize_chunk(fmt.ggml_type, x.ctypes.data, dst.ctypes.data, 0, x.shape[0], x.shape[1], None)
+        lib.ggml_quantize_chunk(fmt.ggml_type, x.ctypes.data, dst.ctypes.data, 0, x.shape[0], x.shape[1], qw)
 
     enc()
-    ours = fmt.encode(x).to_bytes()
+    ours = fmt.encode(x, imatrix=w).to_bytes()
     same = dst.tobytes() == ours
     return f"llama.cpp 1 thread{'' if same else ' (BYTES DIFFER)'}", enc, None
 
@@ -147,13 +154,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--formats", default=",".join(qlab.formats.names()))
+    ap.add_argument("--imatrix-formats", default=",".join(IMATRIX_FORMATS))
     args = ap.parse_args()
     x = np.random.default_rng(0).standard_normal((args.n, args.n)).astype(np.float32)
     mv = x.size / 1e6
     print(f"qlab {qlab.__version__}: {args.n}x{args.n} float32, best of {args.repeat}; Mv/s = million values / s")
     print(f"{'format':<11} {'qlab enc':>9} {'qlab dec':>9}   {'peer':<28} {'peer enc':>9} {'peer dec':>9} {'enc ratio':>9} {'dec ratio':>9}")
-    for name in args.formats.split(","):
+    for name in filter(None, args.formats.split(",")):
         fmt = qlab.formats.get(name)
+        if getattr(fmt, "requires_imatrix", False):
+            continue  # in the imatrix table
         enc = fmt.encode(x)
         te = best_of(lambda: fmt.encode(x), args.repeat)  # noqa: B023
         td = best_of(lambda: fmt.decode(enc), args.repeat)  # noqa: B023
@@ -172,6 +182,31 @@ def main() -> None:
             ]
             prefix = line if i == 0 else " " * len(line)
             print(f"{prefix}   {pname:<28} " + " ".join(cells), flush=True)
+    if args.imatrix_formats:
+        imatrix_table(x, args.imatrix_formats.split(","), args.repeat)
+
+
+IMATRIX_FORMATS = ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "iq3_s", "iq3_xxs", "iq2_s",
+                   "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s")  # fmt: skip
+
+
+def imatrix_table(x: np.ndarray, names: list[str], repeat: int) -> None:
+    """``encode(x, imatrix=w)`` beside llama.cpp's ``ggml_quantize_chunk(..., quant_weights=w)``."""
+    w = np.exp(np.random.default_rng(1).normal(0, 1, x.shape[1])).astype(np.float32)
+    mv = x.size / 1e6
+    print("\nwith an importance matrix (log-normal per column), encode only; Mv/s")
+    print(f"{'format':<11} {'qlab enc':>9}   {'peer':<28} {'peer enc':>9} {'enc ratio':>9}")
+    for name in names:
+        fmt = qlab.formats.get(name)
+        te = best_of(lambda: fmt.encode(x, imatrix=w), repeat)  # noqa: B023
+        line = f"{name:<11} {mv / te:9.1f}"
+        lc = llamacpp_peer(name, x, w)
+        if lc is None:
+            print(line)
+            continue
+        pname, penc, _ = lc
+        pe = best_of(penc, repeat)
+        print(f"{line}   {pname:<28} {mv / pe:9.1f} {pe / te:9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,17 +30,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .common import kernel_input  # noqa: F401  (re-exported: the codecs import it from here)
+
 _F = np.float32
 _MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
 EPS = np.float32(1e-15)  # GROUP_MAX_EPS
 _Q6_LANES = 24  # 19 candidate scales padded to whole SIMD vectors
-
-
-def kernel_input(blocks: np.ndarray) -> np.ndarray:
-    """C-contiguous, writeable float32 (a read-only array would make numba compile a second
-    specialisation of every kernel)."""
-    out = np.ascontiguousarray(blocks, dtype=np.float32)
-    return out if out.flags.writeable else out.copy()
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -224,16 +219,26 @@ def q6k_codes(x):
     """``quantize_row_q6_K_ref`` on float32 (n, 256): codes 0..63, int8 scales, fp16 d bits."""
     n = x.shape[0]
     L = np.empty((n, 256), np.uint8)
-    sc = np.zeros((n, 16), np.int8)
-    dbits = np.zeros(n, np.uint16)
-    scales = np.empty(16, np.float32)
+    scales = np.empty((n, 16), np.float32)
     isc = np.empty(_Q6_LANES, np.float32)
     sx = np.empty(_Q6_LANES, np.float32)
     s2 = np.empty(_Q6_LANES, np.float32)
     for b in range(n):
         for j in range(16):
-            scales[j] = _make_qx_quants_q6(x, b, 16 * j, L, isc, sx, s2)
-        max_abs, max_scale = signed_absmax(scales)
+            scales[b, j] = _make_qx_quants_q6(x, b, 16 * j, L, isc, sx, s2)
+    return q6k_from_scales(x, scales, L)
+
+
+@njit(cache=True, error_model="numpy")
+def q6k_from_scales(x, scales, L):
+    """The common tail of ``quantize_row_q6_K_ref`` and ``quantize_row_q6_K_impl`` (imatrix): the
+    sub-block ``scales`` (n, 16) -> int8 scales against the largest (signed) one and the fp16
+    ``d``, then the codes ``L`` re-derived from the rounded scales. Returns ``L, sc, dbits``."""
+    n = x.shape[0]
+    sc = np.zeros((n, 16), np.int8)
+    dbits = np.zeros(n, np.uint16)
+    for b in range(n):
+        max_abs, max_scale = signed_absmax(scales[b])
         if max_abs < EPS:  # the whole block is zeroed (codes included)
             for i in range(256):
                 L[b, i] = 0
@@ -241,7 +246,7 @@ def q6k_codes(x):
         iscale = _F(-128.0) / max_scale
         dbits[b] = fp32_to_fp16_bits(_F(1.0) / iscale)
         for j in range(16):
-            sc[b, j] = min(127, nearest_int(iscale * scales[j]))
+            sc[b, j] = min(127, nearest_int(iscale * scales[b, j]))
         dd = fp16_bits_to_fp32(dbits[b])
         for j in range(16):
             d = dd * _F(sc[b, j])

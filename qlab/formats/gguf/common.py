@@ -11,6 +11,13 @@ result can be written into a GGUF file as is. Input checks live here, once for e
 must be whole blocks (``check_blocks``) and values finite (``check_finite``: a NaN/Inf would
 poison a whole block's scale, and llama.cpp has no defined result for it).
 
+Importance matrices: every GGML type takes ``encode(x, imatrix=w)`` -- llama.cpp's
+``quant_weights`` of ``ggml_quantize_chunk``, one positive float32 per column (what
+``llama-imatrix`` stores: the mean of x**2 of each input column). :func:`check_imatrix` validates
+it (once, for every type); a type whose llama.cpp quantizer reads it implements
+``quantize_imatrix(rows, w)``, the others (Q8_0, TQ1_0, TQ2_0: llama.cpp ignores it) give the plain
+bytes.
+
 The numpy byte helpers below are the bit layouts several GGML types share (fp16 fields, nibble
 pairs, 2-bit groups, 1-bit planes); the numba helpers live in :mod:`._qx_kernels`.
 """
@@ -36,7 +43,9 @@ class GGMLFormat(Format):
     decodes to NaN/Inf), for byte-exact comparison with llama.cpp."""
 
     family: ClassVar[str] = "gguf"
-    defaults: ClassVar[dict[str, Any]] = {"overflow": "raise"}
+    defaults: ClassVar[dict[str, Any]] = {"imatrix": None, "overflow": "raise"}
+    #: llama.cpp asserts ``quant_weights`` for this type (``GGML_ASSERT(quant_weights && ...)``)
+    requires_imatrix: ClassVar[bool] = False
 
     def __init__(self) -> None:
         lay = ggml_layout(self.name)
@@ -51,6 +60,7 @@ class GGMLFormat(Format):
     def _validate(self, opts: dict[str, Any]) -> None:
         if opts["overflow"] not in OVERFLOWS:
             raise ValueError(f"{self.name}: overflow must be one of {OVERFLOWS}, got {opts['overflow']!r}")
+        check_imatrix(self.name, opts["imatrix"])
 
     def check_overflow(self, blocks: np.ndarray, raw: np.ndarray, overflow: str) -> None:
         """Raise when a block's fp16 scale overflowed: only blocks with max |x| > 65504 can, and
@@ -82,8 +92,19 @@ class GGMLFormat(Format):
         bs = self._layout.block_size
         check_blocks(self.name, x, bs)
         check_finite(self.name, x)
-        blocks = x.reshape(-1, bs)
-        raw = self.quantize_blocks(blocks)
+        w = opts["imatrix"]
+        if w is None and self.requires_imatrix:
+            raise ValueError(
+                f"{self.name}: an importance matrix is required (llama.cpp refuses to quantize "
+                f"{self.name} without one): pass imatrix=w, a float32 vector of one positive value per column"
+            )
+        blocks = kernel_input(x.reshape(-1, bs))
+        if w is not None:
+            n = check_imatrix_length(self.name, w, x.shape)
+        if w is None or not x.size:
+            raw = self.quantize_blocks(blocks)
+        else:
+            raw = self.quantize_imatrix(x.reshape(-1, n), w)
         assert raw.dtype == np.uint8 and raw.shape == (blocks.shape[0], self.type_size)
         self.check_overflow(blocks, raw, opts["overflow"])
         return Encoded(self.name, tuple(x.shape), {"blocks": raw}, int(raw.nbytes), {})
@@ -128,8 +149,51 @@ class GGMLFormat(Format):
     def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Float32 rows ``(m, n)`` and their validated importance ``w`` (``(n,)``) -> uint8
+        ``(m*n/block_size, type_size)``. By default the imatrix is ignored, as llama.cpp's
+        ``quantize_q8_0`` / ``quantize_tq1_0`` / ``quantize_tq2_0`` do (``(void)quant_weights``)."""
+        return self.quantize_blocks(rows.reshape(-1, self._layout.block_size))
+
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+def kernel_input(blocks: np.ndarray) -> np.ndarray:
+    """C-contiguous, writeable float32 (a read-only array would make numba compile a second
+    specialisation of every kernel)."""
+    out = np.ascontiguousarray(blocks, dtype=np.float32)
+    return out if out.flags.writeable else out.copy()
+
+
+def check_imatrix(name: str, w: Any) -> None:
+    """``imatrix`` is ``None`` or a 1-D float32 numpy array, finite and > 0 everywhere (llama.cpp
+    takes ``quant_weights`` as they are; a zero or negative weight makes its searches degenerate)."""
+    if w is None:
+        return
+    if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 1:
+        what = f"{type(w).__name__}" if not isinstance(w, np.ndarray) else f"array of {w.dtype}, shape {w.shape}"
+        raise ValueError(
+            f"{name}: imatrix must be a 1-D float32 numpy array (one importance per column), got {what}"
+        )
+    bad = ~(np.isfinite(w) & (w > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"{name}: imatrix must be finite and > 0 everywhere; {int(bad.sum())} value(s) are not, "
+            f"first at column {i}: {w[i]!r}"
+        )
+
+
+def check_imatrix_length(name: str, w: np.ndarray, shape: tuple[int, ...]) -> int:
+    """The row length ``n`` (last axis of ``shape``), which must be ``w``'s length."""
+    n = shape[-1] if shape else 1
+    if w.shape[0] != n:
+        raise ValueError(
+            f"{name}: imatrix has {w.shape[0]} values, but rows have {n} (last axis of shape "
+            f"{tuple(shape)}); it needs one value per column"
+        )
+    return n
 
 
 def check_shape(name: str, shape: Any) -> tuple[int, ...]:
@@ -231,6 +295,9 @@ def scale_rows(dl: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "GGMLFormat",
+    "check_imatrix",
+    "check_imatrix_length",
+    "kernel_input",
     "get_fp16",
     "pack_2bit",
     "pack_bits",

@@ -1,5 +1,6 @@
 """llama.cpp's IQ lattice types (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): the
-shared codec base with the ``imatrix`` option, and the numba pieces the IQ2/IQ3 quantizers share.
+shared codec base (the ``imatrix`` option itself is :class:`.common.GGMLFormat`'s, shared by every
+GGML type), and the numba pieces the IQ2/IQ3 quantizers share.
 
 These types do not round each value to an integer: every 8 (IQ1/IQ2) or 4 (IQ3) magnitudes are
 replaced by the nearest point of a small fixed code book (:mod:`.iq_grids`), with the signs stored
@@ -21,12 +22,9 @@ imatrix-free weights.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 from numba import njit
 
-from ..base import Encoded, check_blocks, check_finite
 from ._qx_kernels import kernel_input, nearest_int
 from .common import GGMLFormat
 
@@ -36,60 +34,14 @@ QK_K = 256
 
 
 class IQFormat(GGMLFormat):
-    """A GGML IQ lattice type: ``encode(x, imatrix=None)``; ``quantize_blocks(blocks, qw)`` gets
-    the importance weights of each 256-value super-block (``None`` without imatrix)."""
+    """A GGML IQ lattice type: ``quantize_blocks(blocks, qw)`` gets the importance weights of each
+    256-value super-block (``None`` without imatrix). The ``imatrix`` option and its validation
+    are :class:`.common.GGMLFormat`'s (shared by every GGML type)."""
 
-    defaults: ClassVar[dict[str, Any]] = {"imatrix": None, "overflow": "raise"}
-    #: llama.cpp asserts ``quant_weights`` for this type (``GGML_ASSERT(quant_weights && ...)``)
-    requires_imatrix: ClassVar[bool] = False
-
-    def _validate(self, opts: dict[str, Any]) -> None:
-        super()._validate(opts)
-        w = opts["imatrix"]
-        if w is None:
-            return
-        if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 1:
-            what = (
-                f"{type(w).__name__}"
-                if not isinstance(w, np.ndarray)
-                else f"array of {w.dtype}, shape {w.shape}"
-            )
-            raise ValueError(
-                f"{self.name}: imatrix must be a 1-D float32 numpy array (one importance per column), got {what}"
-            )
-        bad = ~(np.isfinite(w) & (w > 0))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"{self.name}: imatrix must be finite and > 0 everywhere; {int(bad.sum())} value(s) are not, "
-                f"first at column {i}: {w[i]!r}"
-            )
-
-    def _encode(self, x: np.ndarray, **opts: Any) -> Encoded:
-        w = opts.get("imatrix")
-        check_blocks(self.name, x, QK_K)
-        check_finite(self.name, x)
-        if w is None and self.requires_imatrix:
-            raise ValueError(
-                f"{self.name}: an importance matrix is required (llama.cpp refuses to quantize "
-                f"{self.name} without one): pass imatrix=w, a float32 vector of one positive value per column"
-            )
-        n = x.shape[-1] if x.ndim else 1
-        blocks = kernel_input(x.reshape(-1, QK_K))
-        qw = None
-        if w is not None:
-            if w.shape[0] != n:
-                raise ValueError(
-                    f"{self.name}: imatrix has {w.shape[0]} values, but rows have {n} (last axis of shape "
-                    f"{tuple(x.shape)}); it needs one value per column"
-                )
-            qw = np.ascontiguousarray(
-                np.broadcast_to(w.reshape(1, n), (blocks.size // n, n)).reshape(-1, QK_K)
-            )
-        raw = self.quantize_blocks(blocks, qw)
-        assert raw.dtype == np.uint8 and raw.shape == (blocks.shape[0], self.type_size)
-        self.check_overflow(blocks, raw, opts["overflow"])
-        return Encoded(self.name, tuple(x.shape), {"blocks": raw}, int(raw.nbytes), {})
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        blocks = kernel_input(rows.reshape(-1, QK_K))
+        qw = np.ascontiguousarray(np.broadcast_to(w, rows.shape).reshape(-1, QK_K))
+        return self.quantize_blocks(blocks, qw)
 
     def quantize_blocks(self, blocks: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]
         raise NotImplementedError

@@ -4,7 +4,10 @@ Both map each value to one of 16 fixed levels (``kvalues_iq4nl`` = -127 ... 113,
 zero, a fit to the normal distribution) times a block scale. They are byte-exact with
 ``quantize_iq4_nl`` / ``quantize_iq4_xs`` -> ``quantize_row_iq4_nl_impl`` in
 ggml/src/ggml-quants.c, i.e. what ``llama_model_quantize`` produces without an importance matrix
-(``quant_weights == NULL``: weights ``x**2``; ``ntry = 7`` trial scales ``(t - 127) / max``).
+(``quant_weights == NULL``: weights ``x**2``; ``ntry = 7`` trial scales ``(t - 127) / max``), and
+with an importance matrix (``encode(x, imatrix=w)``) what ``ggml_quantize_chunk`` produces with
+``quant_weights``: weights ``w[i] * sqrtf(sigma2 + x[i]**2)``, ``sigma2 = 2*sum(x**2)/size`` over the
+32-value block (IQ4_NL) or the 256-value super-block (IQ4_XS); everything else is the same search.
 The scale search is a numba kernel below (float32 in C's evaluation order, see
 :mod:`._qx_kernels` for the shared rules); packing and decoding are numpy and decode
 equals ``dequantize_row_iq4_nl`` / ``dequantize_row_iq4_xs`` (gguf-py) bit for bit.
@@ -81,8 +84,8 @@ def level_iq4(x):
 
 
 @njit(cache=True, error_model="numpy")
-def _iq4_block_scale(x, b, off, ids, sqx, sq2):
-    """Scale search of one 32-value block (``quantize_row_iq4_nl_impl``, weights x**2, ntry 7).
+def _iq4_block_scale(x, b, off, weight, ids, sqx, sq2):
+    """Scale search of one 32-value block (``quantize_row_iq4_nl_impl``, ntry 7) with ``weight``.
 
     Lane 0 is the first guess ``1/(-max/-127)``, lanes 1..15 the trials ``(t - 127)/max`` for
     t = -7..7; each lane sums in C's order, then the sequential "strictly better" choice is replayed.
@@ -98,7 +101,7 @@ def _iq4_block_scale(x, b, off, ids, sqx, sq2):
         sq2[t] = _F(0.0)
     for j in range(32):
         xj = x[b, off + j]
-        w = xj * xj
+        w = weight[j]
         for t in range(16):
             q = level_iq4(ids[t] * xj)
             wq = w * q
@@ -114,11 +117,14 @@ def _iq4_block_scale(x, b, off, ids, sqx, sq2):
 
 
 @njit(cache=True, error_model="numpy")
-def iq4_codes(x):
+def iq4_codes(x, qw, has_qw, ncols):
     """IQ4_NL (x of shape (n, 32)) or IQ4_XS (x of shape (n, 256)): code indices 0..15,
-    6-bit block scales 0..63 (IQ4_XS only) and fp16 d bits."""
+    6-bit block scales 0..63 (IQ4_XS only) and fp16 d bits. ``qw``: the imatrix ``(ncols,)``
+    of rows of ``ncols`` values (``has_qw``), else weights ``x**2``."""
     n, size = x.shape
     nb = size // 32
+    per_row = ncols // size
+    weight = np.empty(32, np.float32)
     L = np.empty((n, size), np.uint8)
     sc6 = np.zeros((n, nb), np.uint8)
     dbits = np.zeros(n, np.uint16)
@@ -127,8 +133,20 @@ def iq4_codes(x):
     sqx = np.empty(16, np.float32)
     sq2 = np.empty(16, np.float32)
     for b in range(n):
+        sigma2 = _F(0.0)
+        if has_qw:  # sum in order, then *= 2.f/size (an exact power of two)
+            for j in range(size):
+                sigma2 += x[b, j] * x[b, j]
+            sigma2 *= _F(2.0) / _F(size)
+        col = (b % per_row) * size
         for ib in range(nb):
-            scales[ib] = _iq4_block_scale(x, b, 32 * ib, ids, sqx, sq2)
+            for j in range(32):
+                xj = x[b, 32 * ib + j]
+                if has_qw:
+                    weight[j] = qw[col + 32 * ib + j] * np.sqrt(sigma2 + xj * xj)
+                else:
+                    weight[j] = xj * xj
+            scales[ib] = _iq4_block_scale(x, b, 32 * ib, weight, ids, sqx, sq2)
         _, max_scale = signed_absmax(scales)
         if nb > 1:
             # IQ4_XS: 6-bit block scales relative to the unrounded d; an all-zero super-block
@@ -154,12 +172,24 @@ def iq4_codes(x):
 
 
 # -- formats (numpy packing / decoding) ---------------------------------------------------------
-class IQ4_NL(GGMLFormat):
+def _weights_arg(qw: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """``(qw, has_qw)`` for :func:`iq4_codes` (one numba specialisation for both cases); the
+    row-length argument follows."""
+    return (np.ones(1, np.float32), False) if qw is None else (kernel_input(qw), True)
+
+
+class _IQ4(GGMLFormat):
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        bs = self._layout.block_size
+        return self.quantize_blocks(rows.reshape(-1, bs), w, rows.shape[1])  # type: ignore[call-arg]
+
+
+class IQ4_NL(_IQ4):
     name = "iq4_nl"
     description = "llama.cpp non-linear 4-bit: 32-value blocks on a fixed 16-level grid, fp16 scale"
 
-    def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        L, _, dbits = iq4_codes(kernel_input(blocks))
+    def quantize_blocks(self, blocks: np.ndarray, qw: np.ndarray | None = None, ncols: int = 32) -> np.ndarray:
+        L, _, dbits = iq4_codes(kernel_input(blocks), *_weights_arg(qw), ncols)
         out = np.empty((L.shape[0], self.type_size), np.uint8)
         put_fp16(out, 0, dbits.view(np.float16))  # the kernel rounded d to fp16 (GGML's way)
         out[:, 2:18] = pack_nibbles(L, 32)
@@ -169,12 +199,12 @@ class IQ4_NL(GGMLFormat):
         return get_fp16(raw, 0) * _KV[unpack_nibbles(raw[:, 2:18], 32)]
 
 
-class IQ4_XS(GGMLFormat):
+class IQ4_XS(_IQ4):
     name = "iq4_xs"
     description = "llama.cpp non-linear 4-bit: 256-value super-blocks of 8x32 with 6-bit scales"
 
-    def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        L, sc6, dbits = iq4_codes(kernel_input(blocks))
+    def quantize_blocks(self, blocks: np.ndarray, qw: np.ndarray | None = None, ncols: int = 256) -> np.ndarray:
+        L, sc6, dbits = iq4_codes(kernel_input(blocks), *_weights_arg(qw), ncols)
         n = L.shape[0]
         out = np.empty((n, self.type_size), np.uint8)
         put_fp16(out, 0, dbits.view(np.float16))

@@ -14,13 +14,17 @@ Value = ``d * (scale6 - 32) * (q3 - 4)``.
 
 Q6_K block (210 bytes): ``ql[128]`` (low nibbles), ``qh[64]`` (high 2 bits), ``scales[16]``
 (int8), ``d`` fp16. Value = ``d * scale * (q6 - 32)``.
+
+With an importance matrix (``encode(x, imatrix=w)``) the searches are ``quantize_row_q3_K_impl`` /
+``quantize_row_q6_K_impl`` instead (kernels in :mod:`._imx_kernels`); the packing is shared.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._qx_kernels import kernel_input, q3k_codes, q6k_codes
+from ._imx_kernels import q3k_imatrix, q6k_imatrix_scales
+from ._qx_kernels import kernel_input, q3k_codes, q6k_codes, q6k_from_scales
 from .common import (
     GGMLFormat,
     get_fp16,
@@ -35,6 +39,7 @@ from .common import (
     unpack_bits,
     unpack_nibbles,
 )
+from .kquants_type1 import nearest_int
 
 
 class Q3_K(GGMLFormat):
@@ -42,7 +47,24 @@ class Q3_K(GGMLFormat):
     description = "llama.cpp 3-bit K-quant: 16x16 sub-blocks with 6-bit scales and an fp16 super-scale"
 
     def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        L, sc6, dbits = q3k_codes(kernel_input(blocks))
+        return self._pack(*q3k_codes(kernel_input(blocks)))
+
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``quantize_row_q3_K_impl``: no special case for an all-zero scale vector (then
+        ``d_block = 0`` and every 6-bit scale is stored as 32, i.e. 0)."""
+        x = kernel_input(rows.reshape(-1, 256))
+        L0, sc6, d_block = q3k_imatrix(x, kernel_input(w), rows.shape[1])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # overflow: inf, as in C
+            d16 = d_block.astype(np.float16)  # GGML_FP32_TO_FP16: round to nearest even
+            # re-derive the codes from the rounded scales: d = fp16(d_block) * (scale6 - 32) in
+            # float32, q = clamp(nearest_int(x/d), -4, 3) + 4; a sub-block with d == 0 keeps L0
+            d = d16.astype(np.float32)[:, None] * (sc6.astype(np.float32) - np.float32(32))
+            dz = d.reshape(-1, 1)
+            q = nearest_int(x.reshape(-1, 16) / np.where(dz == 0, np.float32(1), dz))
+        L = np.where(dz == 0, L0.reshape(-1, 16), (np.clip(q, -4, 3) + 4).astype(np.uint8))
+        return self._pack(L.reshape(-1, 256), sc6, d16.view(np.uint16))
+
+    def _pack(self, L: np.ndarray, sc6: np.ndarray, dbits: np.ndarray) -> np.ndarray:
         n = L.shape[0]
         out = np.empty((n, self.type_size), np.uint8)
         out[:, 0:32] = pack_bits(L >> 2)  # hmask: the high bit of each 3-bit code
@@ -67,7 +89,16 @@ class Q6_K(GGMLFormat):
     description = "llama.cpp 6-bit K-quant: 16x16 sub-blocks with int8 scales and an fp16 super-scale"
 
     def quantize_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        L, sc, dbits = q6k_codes(kernel_input(blocks))
+        return self._pack(*q6k_codes(kernel_input(blocks)))
+
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``quantize_row_q6_K_impl``: the imatrix itself weights ``make_qx_quants`` (its
+        ``sigma2`` term is commented out in llama.cpp); the rest is the reference tail."""
+        x = kernel_input(rows.reshape(-1, 256))
+        L, scales = q6k_imatrix_scales(x, kernel_input(w), rows.shape[1])
+        return self._pack(*q6k_from_scales(x, scales, L))
+
+    def _pack(self, L: np.ndarray, sc: np.ndarray, dbits: np.ndarray) -> np.ndarray:
         n = L.shape[0]
         out = np.empty((n, self.type_size), np.uint8)
         out[:, 0:128] = pack_nibbles(L, 128)  # per 128 values: ql[l] = v[l] | v[l+64] << 4

@@ -14,6 +14,13 @@ The encoder has three stages, mirroring the C reference:
    with ``d = fp16(d)*sc`` and ``dm = fp16(dmin)*m``. A sub-block whose quantized ``d`` is 0
    keeps the codes of stage 1 (C: ``if (!d) continue;``).
 
+With an importance matrix (``encode(x, imatrix=w)``) stages 1 and 2 are those of
+``quantize_row_q{2,4,5}_K_impl`` instead (:mod:`._imx_kernels`: ``make_qkx3_quants`` with the
+weights ``w*sqrt(sigma2 + x^2)``, then ``make_qp_quants`` for the scales and mins, which yields the
+integer codes and ``d``/``dmin`` directly); stage 3 and the packing are shared. Q4_K's imatrix path
+has no ``MIN(63, .)`` on the codes (Q5_K's has): the bytes are decoded back with
+``get_scale_min_k4`` before stage 3, as the C does, so any overflowing bits land where they do in C.
+
 Decoding is ``y = d*sc*q - dmin*m`` in float32, the same expression (and rounding) as gguf-py's
 ``dequantize`` and llama.cpp's ``dequantize_row_q*_K``.
 """
@@ -26,10 +33,12 @@ from typing import Any
 import numpy as np
 
 from ..base import Encoded
+from ._imx_kernels import kquant1_imatrix
 from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
 from .common import (
     GGMLFormat,
     get_fp16,
+    kernel_input,
     pack_2bit,
     pack_bits,
     pack_nibbles,
@@ -103,6 +112,14 @@ def _affine_decode(q: np.ndarray, d: np.ndarray, dm: np.ndarray) -> np.ndarray:
     return y.reshape(n, 256)
 
 
+def _scale_min_k4(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``get_scale_min_k4`` for all 8 sub-blocks of the 12 scale bytes ``s`` ``(n, 12)``."""
+    lo, mid, hi = s[:, 0:4], s[:, 4:8], s[:, 8:12]
+    sc = np.concatenate([lo & 63, (hi & 0xF) | ((lo >> 6) << 4)], axis=1)
+    m = np.concatenate([mid & 63, (hi >> 4) | ((mid >> 6) << 4)], axis=1)
+    return sc, m
+
+
 class _KQuant(GGMLFormat):
     """Finite values so large that ``max_scale/63`` exceeds fp16 (|x| from ~1e6 up) give an
     infinite ``d``/``dmin``, exactly as llama.cpp writes it; numpy's overflow warnings for that
@@ -129,15 +146,30 @@ class _Q45K(_KQuant):
         # C: uint8_t ls = nearest_int(...); ls = MIN(63, ls);  (the uint8 cast wraps first)
         ls = np.minimum(ls & 0xFF, 63).astype(np.uint8)
         lm = np.minimum(lm & 0xFF, 63).astype(np.uint8)
+        return self._finish(sub, ls, lm, d16, dmin16, L0)
+
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        x = kernel_input(rows.reshape(-1, 256))
+        L0, ls, lm, d, dmin = kquant1_imatrix(x, kernel_input(w), rows.shape[1], 32, (1 << self.bits) - 1, 63)
+        if self.bits == 5:  # quantize_row_q5_K_impl clamps with MIN(63, .), q4_K's does not
+            ls, lm = np.minimum(ls, 63), np.minimum(lm, 63)
+        d16, dmin16 = d.astype(np.float16), dmin.astype(np.float16)  # GGML_FP32_TO_FP16
+        return self._finish(x.reshape(-1, 32), ls, lm, d16, dmin16, L0.reshape(-1, 32))
+
+    def _finish(self, sub, ls, lm, d16, dmin16, L0) -> np.ndarray:
+        """Pack the 6-bit scales/mins ``(n, 8)`` uint8 and fp16 ``d``/``dmin``, re-derive the codes
+        from what was stored (stage 3) and pack them."""
+        n = ls.shape[0]
         out = np.empty((n, self.type_size), np.uint8)
         put_fp16(out, 0, d16)
         put_fp16(out, 2, dmin16)
         # the inverse of get_scale_min_k4: bytes 0-3 hold sc[0:4] plus the top 2 bits of sc[4:8];
-        # bytes 4-7 the same for m; bytes 8-11 the low nibbles of sc[4:8] | m[4:8] << 4
+        # bytes 4-7 the same for m; bytes 8-11 the low nibbles of sc[4:8] | m[4:8] << 4 (uint8
+        # shifts wrap like C's stores into uint8_t)
         out[:, 4:8] = ls[:, :4] | ((ls[:, 4:] >> 4) << 6)
         out[:, 8:12] = lm[:, :4] | ((lm[:, 4:] >> 4) << 6)
         out[:, 12:16] = (ls[:, 4:] & 0xF) | ((lm[:, 4:] & 0xF) << 4)
-        d, dm = _affine_params(d16, dmin16, ls, lm)
+        d, dm = _affine_params(d16, dmin16, *_scale_min_k4(out[:, 4:16]))
         L = _rederive(sub, d, dm, L0, (1 << self.bits) - 1).reshape(n, 256)
         if self.bits == 5:
             out[:, 16:48] = pack_bits(L >> 4)
@@ -145,11 +177,7 @@ class _Q45K(_KQuant):
         return out
 
     def dequantize_blocks(self, raw: np.ndarray) -> np.ndarray:
-        s = raw[:, 4:16]  # get_scale_min_k4 for all 8 sub-blocks
-        lo, mid, hi = s[:, 0:4], s[:, 4:8], s[:, 8:12]
-        sc = np.concatenate([lo & 63, (hi & 0xF) | ((lo >> 6) << 4)], axis=1)
-        m = np.concatenate([mid & 63, (hi >> 4) | ((mid >> 6) << 4)], axis=1)
-        d, dm = _affine_params(get_fp16(raw, 0), get_fp16(raw, 2), sc, m)
+        d, dm = _affine_params(get_fp16(raw, 0), get_fp16(raw, 2), *_scale_min_k4(raw[:, 4:16]))
         q = unpack_nibbles(raw[:, -128:], 64)
         if self.bits == 5:
             q |= unpack_bits(raw[:, 16:48]) << 4
@@ -184,6 +212,18 @@ class Q2K(_KQuant):
         # C stores the int into a uint8 (wraps), then ORs the min nibble (l << 4, also wrapped);
         # with max == 0 the nibble stays 0, which a zero inverse reproduces.
         sbytes = ((ls & 0xFF) | ((lm << 4) & 0xFF)).astype(np.uint8)
+        return self._finish(sub, sbytes, d16, dmin16, L0)
+
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``quantize_row_q2_K_impl``: ``make_qkx3_quants(16, 3)`` with ``sigma2 = sum_x2/256``
+        (not 2*: unlike Q3_K..Q5_K), ``make_qp_quants(16, 15)`` for scales and mins."""
+        x = kernel_input(rows.reshape(-1, 256))
+        L0, ls, lm, d, dmin = kquant1_imatrix(x, kernel_input(w), rows.shape[1], 16, 3, 15)
+        sbytes = ls | (lm << 4)  # uint8: Ls[j] | (Lm[j] << 4) stored into a uint8_t
+        return self._finish(x.reshape(-1, 16), sbytes, d.astype(np.float16), dmin.astype(np.float16), L0.reshape(-1, 16))
+
+    def _finish(self, sub, sbytes, d16, dmin16, L0) -> np.ndarray:
+        n = sbytes.shape[0]
         d, dm = _affine_params(d16, dmin16, sbytes & 0xF, sbytes >> 4)
         L = _rederive(sub, d, dm, L0, 3).reshape(n, 256)
         out = np.empty((n, self.type_size), np.uint8)

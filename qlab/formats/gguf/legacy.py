@@ -17,6 +17,12 @@ The quirks that decide the bits:
   conversion yields the "integer indefinite" 0x80000000, whose low byte 0 is the stored code; we
   reproduce that explicitly instead of relying on numpy's (platform-dependent) casts.
 
+With an importance matrix (``encode(x, imatrix=w)``) Q4_0/Q5_0 and Q4_1/Q5_1 run llama.cpp's
+``quantize_row_q*_impl`` instead: a weighted scale search per block (numba,
+:mod:`._imx_kernels`) with weights ``w*sqrt(sigma2 + x^2)``, ``sigma2`` the mean square of the
+*whole row*. Those codes come straight from the search (no ``8.5f`` truncation; an all-zero block
+stores code 0). Q8_0 ignores the imatrix, as llama.cpp does.
+
 Quantization works on chunks of blocks *transposed* to ``(32, n)``, so that per-block reductions
 are elementwise maxima over 32 contiguous rows (much faster in numpy than reducing 32-long rows).
 """
@@ -27,7 +33,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .common import GGMLFormat, get_fp16, put_fp16, register, unpack_nibbles
+from ._imx_kernels import legacy_imatrix
+from .common import GGMLFormat, get_fp16, kernel_input, pack_nibbles, put_fp16, register, unpack_nibbles
 
 __all__ = [
     "ChunkedGGML",
@@ -159,6 +166,22 @@ def _clamp_top(q: np.ndarray, bits: int) -> None:
     q -= q >> _U8(bits)
 
 
+def _imatrix_bytes(fmt: ChunkedGGML, rows: np.ndarray, w: np.ndarray, bits: int, affine: bool) -> np.ndarray:
+    """The imatrix path of the 32-value types: ``d`` fp16 [, ``m`` fp16], [``qh``], ``qs``; codes
+    ``0 .. 2^bits - 1`` (``make_qkx3_quants``' nmax for the affine types, ``l + nmax`` with
+    ``nmax = 2^(bits-1)`` for the symmetric ones)."""
+    nmax = (1 << bits) - 1 if affine else 1 << (bits - 1)
+    L, d, m = legacy_imatrix(kernel_input(rows.reshape(-1, 32)), kernel_input(w), rows.shape[1], nmax, affine)
+    out = np.empty((L.shape[0], fmt.type_size), _U8)
+    put_fp16(out, 0, d)
+    if affine:
+        put_fp16(out, 2, m)
+    if bits == 5:  # Q5_0 / Q5_1: bit 4 of code j is bit j of the uint32 qh
+        out[:, 2 + 2 * affine : 6 + 2 * affine] = np.packbits(L >> _U8(4), axis=1, bitorder="little")
+    out[:, -16:] = pack_nibbles(L, 32)
+    return out
+
+
 def _unpack_codes(qs: np.ndarray, qh: np.ndarray | None) -> np.ndarray:
     """Codes ``(n, 32)`` uint8 from ``qs`` ``(n, 16)`` nibbles and, for 5-bit types, ``qh``."""
     c = unpack_nibbles(qs, 32)
@@ -173,6 +196,10 @@ class _Symmetric(ChunkedGGML):
     values ``(code - 2^(b-1)) * d``."""
 
     bits: ClassVar[int]
+
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``quantize_row_q4_0_impl`` / ``q5_0``: ``make_qx_quants(32, 2^(b-1), rmse_type=1)``."""
+        return _imatrix_bytes(self, rows, w, self.bits, False)
 
     def _quantize_chunk(self, xt: np.ndarray, out: np.ndarray) -> None:
         half = 1 << (self.bits - 1)
@@ -213,6 +240,10 @@ class _Affine(ChunkedGGML):
     ``code*d + m`` as two float32 roundings (no FMA)."""
 
     bits: ClassVar[int]
+
+    def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``quantize_row_q4_1_impl`` / ``q5_1``: ``make_qkx3_quants(32, 2^b - 1, -0.9f, 0.05f, 36)``."""
+        return _imatrix_bytes(self, rows, w, self.bits, True)
 
     def _quantize_chunk(self, xt: np.ndarray, out: np.ndarray) -> None:
         top = (1 << self.bits) - 1
