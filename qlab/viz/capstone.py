@@ -120,17 +120,21 @@ def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None
     ax.plot(mb[front][order], v[front][order], "o-", ms=4, color="C3", zorder=3, label="Pareto front")
     if s["budget_mb"] is not None or s["max_loss_pct"] is not None:  # formats within both limits
         ax.scatter(mb[ok], v[ok], s=40, facecolors="none", edgecolors="C0", zorder=4, label="within limits")
-    if label_front:  # front points, thinned so neighbouring labels do not overlap
+    if label_front:  # front points, thinned so that no two labels overlap (distance in axes fractions)
         idx = np.flatnonzero(front)
         idx = idx[np.argsort(mb[idx], kind="stable")]
         lx = np.log10(mb)
-        gap = 0.06 * max(float(np.ptp(lx)), 1e-9)
-        last = -np.inf
+        fx = (lx - lx.min()) / max(float(np.ptp(lx)), 1e-9)
+        fin = np.isfinite(v)
+        vv = np.log10(np.where(fin & (v > 0), v, 1)) if not s["maximize"] and (v[fin] > 0).all() else v
+        fy = (vv - np.nanmin(vv[fin])) / max(float(np.ptp(vv[fin])), 1e-9)
+        placed: list[int] = []
         for i in idx:
-            if lx[i] - last >= gap or i == s["choice_index"]:
-                ax.annotate(s["formats"][i], (mb[i], v[i]), textcoords="offset points", xytext=(3, 3),
-                            fontsize=7, color="C3")  # fmt: skip
-                last = lx[i]
+            far = all(fx[i] - fx[j] >= 0.12 or abs(fy[i] - fy[j]) >= 0.1 for j in placed)
+            if far or i == s["choice_index"]:
+                ax.annotate(s["formats"][i], (mb[i], v[i]), textcoords="offset points", xytext=(3, 3), fontsize=7,
+                            color="C3", zorder=6, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})  # fmt: skip
+                placed.append(i)
     ax.axhline(s["reference_value"], color="0.3", ls=":", lw=1, label="float")
     if s["max_loss_pct"] is not None:
         ax.axhline(tolerance_value(s["reference_value"], s["max_loss_pct"], s["maximize"]), color="C2", ls="--", lw=1,

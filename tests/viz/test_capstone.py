@@ -118,3 +118,22 @@ def test_smollm2_plot_is_readable():
     assert ax.get_yscale() == "log"
     for ticks, (lo, hi) in ((ax.get_xticks(), ax.get_xlim()), (ax.get_yticks(), ax.get_ylim())):
         assert len([t for t in ticks if lo <= t <= hi]) >= 3
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "minilm-l6", "digits-cnn"])
+def test_front_labels_do_not_overlap(model: str) -> None:
+    """Lesson 13's panels: the Pareto-front labels, drawn at the lesson's figure size, never overlap
+    each other and sit above the markers and lines (on a white box) so no point hides one."""
+    import matplotlib.pyplot as plt
+
+    rows, metric = capstone_rows(model)
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    plot_capstone(capstone_state(rows, metric), ax=ax)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert len(boxes) >= 3
+    overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    plt.close(fig)
+    assert not overlapping
+    top = max(a.get_zorder() for a in [*ax.lines, *ax.collections])
+    assert all(t.get_zorder() > top and t.get_bbox_patch() is not None for t in ax.texts)
