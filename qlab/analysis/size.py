@@ -113,11 +113,12 @@ def measure_bandwidth(mbytes: int = 64, repeat: int = 5) -> float:
 
 
 def matmul_latency(tokens: int = 16, d_in: int = 2048, d_out: int = 2048, repeat: int = 20,
-                   threads: int | None = None, seed: int = 0) -> dict[str, float]:
-    """Median seconds of one ``Linear(d_in, d_out)`` on ``tokens`` rows: float32 (``torch.nn.Linear``)
+                   threads: int | None = None, seed: int = 0) -> Any:
+    """:class:`~qlab.core.latency.Timings` (``"fp32"``, ``"int8"``, round-robin) of one
+    ``Linear(d_in, d_out)`` on ``tokens`` rows: float32 (``torch.nn.Linear``)
     vs int8 (PyTorch's dynamic-quantized ``Linear``: int8 weights, activations quantized per
     call, fbgemm/onednn int8 GEMM). A timing: depends on the CPU and its load."""
-    from ..core.latency import measure_latency
+    from ..core.latency import measure_timings
 
     torch.manual_seed(seed)
     lin = torch.nn.Linear(d_in, d_out).eval()
@@ -125,7 +126,7 @@ def matmul_latency(tokens: int = 16, d_in: int = 2048, d_out: int = 2048, repeat
         warnings.simplefilter("ignore")
         q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
     x = torch.randn(tokens, d_in)
-    return measure_latency({"fp32": lambda: lin(x), "int8": lambda: q(x)}, repeat=repeat, threads=threads)
+    return measure_timings({"fp32": lambda: lin(x), "int8": lambda: q(x)}, repeat=repeat, threads=threads)
 
 
 def model_rows(models: Iterable[Any], schemes: dict[str, float]) -> list[dict[str, Any]]:

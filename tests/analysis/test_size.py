@@ -91,5 +91,8 @@ def test_model_rows_keep_other_params_in_fp32():
 
 def test_timings_are_positive():
     t = matmul_latency(tokens=4, d_in=64, d_out=64, repeat=2)
-    assert set(t) == {"fp32", "int8"} and all(v > 0 for v in t.values())
+    assert set(t.rounds) == {"fp32", "int8"} and all(v > 0 for r in t.rounds.values() for v in r)
+    lo, mid, hi = t.ratio("int8", "fp32")
+    per_round = [f / i for f, i in zip(t.rounds["fp32"], t.rounds["int8"], strict=True)]
+    assert lo <= mid <= hi and mid == pytest.approx(sum(per_round) / 2)  # the median of two rounds
     assert measure_bandwidth(mbytes=4, repeat=2) > 0

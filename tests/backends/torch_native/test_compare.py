@@ -64,6 +64,21 @@ def test_measure_latency_is_round_robin() -> None:
     assert calls == ["a", "b"] * 4 and set(lat) == {"a", "b"}
 
 
+def test_timings_quartiles_and_ratio() -> None:
+    from qlab.core.latency import Timings, measure_timings
+
+    t = Timings({"fast": [1.0, 2.0, 3.0, 4.0, 5.0], "slow": [2.0, 6.0, 6.0, 8.0, 20.0]})
+    assert t.median("fast") == 3.0 and t.spread("fast") == (2.0, 4.0)
+    assert t.ratio("fast", "slow") == (2.0, 2.0, 3.0)  # per-round slow/fast: 2, 3, 2, 2, 4
+    assert t.text("fast", unit=1.0, suffix="s") == "3 s (IQR 2-4)"
+    with pytest.raises(KeyError, match="timed: fast, slow"):
+        t.median("other")
+    with pytest.raises(ValueError, match="repeat"):
+        measure_timings({"a": lambda: None}, repeat=0)
+    with pytest.raises(ValueError, match="empty"):
+        measure_timings({})
+
+
 def test_bad_input(digits: Any) -> None:
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         backend_models(digits, "tensorrt")
