@@ -15,6 +15,7 @@ import numpy as np
 
 from ..analysis.chooser import CAPSTONE, capstone_rows, choose_format, reference_row, with_loss
 from ..analysis.sweep import higher_is_better
+from ..core.report import format_table
 from .pareto import pareto_front
 
 MODES = ("size", "accuracy")  # smallest within the tolerance / most accurate within the budget
@@ -104,6 +105,27 @@ def _ticks_125(values: Any) -> list[float]:
     # plus the neighbours just outside the data: drawn when the axis margins reach them
     return [t for i, t in enumerate(ticks) if lo <= t <= hi
             or (i + 1 < len(ticks) and ticks[i + 1] >= lo and t < lo) or (i > 0 and ticks[i - 1] <= hi and t > hi)]
+
+
+def capstone_table(rows: Sequence[Mapping[str, Any]], metric: str, front_only: bool = False) -> str:
+    """A capstone sweep as text, sorted by size: bits/weight, MB, the metric, its loss against the
+    float row (%), the secondary metrics the rows carry, fallbacks, and ``*`` on the Pareto front."""
+    s = capstone_state(rows, metric)
+    extra = [k for k in ("kl", "top1", "cosine_mean") if k in rows[1]]
+    byname = {r["format"]: r for r in rows}
+    out = []
+    for i in np.argsort(s["mb"], kind="stable"):
+        if front_only and not s["front"][i]:
+            continue
+        r = byname[s["formats"][i]]
+        out.append({**r, "loss_pct": s["loss_pct"][i], "front": "*" if s["front"][i] else ""})
+    cols = [("format", "format", None), ("bits_per_weight", "bits/w", ".3f"), ("mb", "MB", ".4f"),
+            (metric, metric, ".4f"), ("loss_pct", "loss %", ".2f"), *((k, k, ".4f") for k in extra),
+            ("fallbacks", "fallbacks", "d"), ("front", "front", None)]
+    text = format_table(out, cols)
+    if front_only:
+        text += f"\n({int((~s['front']).sum())} dominated formats not shown)"
+    return text
 
 
 def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None, label_front: bool = True) -> Any:
@@ -221,4 +243,4 @@ def capstone_panel(models: Sequence[str] | None = None, max_loss_pct: float = 1.
     return w.VBox([w.HBox([model, mode]), budget, tol, text, out])
 
 
-__all__ = ["capstone_state", "capstone_panel", "plot_capstone", "readout", "tolerance_value", "budget_range", "MODES"]
+__all__ = ["capstone_state", "capstone_table", "capstone_panel", "plot_capstone", "readout", "tolerance_value", "budget_range", "MODES"]

@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ..core.report import format_table
+
 CACHE = "backend_tables"
 ROW_KEYS = ("backend", "scheme", "disk_bytes", "weight_bytes", "latency_ms", "latency_ratio")
 
@@ -43,17 +45,14 @@ def backend_tables() -> dict[str, Any]:
 
 
 def format_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str], latency: bool = False) -> str:
-    """A backend table as text: disk and memory MB, the accuracy metrics, optionally latency."""
-    head = f"{'backend':<13} {'scheme':<58} {'disk MB':>8} {'mem MB':>8}" + "".join(f" {m:>13}" for m in metrics)
-    head += f" {'ms/batch':>9} {'x float':>8}" if latency else ""
-    lines = [head]
-    for r in rows:
-        line = (f"{r['backend']:<13} {r['scheme'][:58]:<58} {r['disk_bytes'] / 1e6:8.2f} {r['weight_bytes'] / 1e6:8.2f}"
-                + "".join(f" {r[m]:13.4f}" for m in metrics))
-        if latency:
-            line += f" {r['latency_ms']:9.2f} {r['latency_ratio']:8.2f}"
-        lines.append(line)
-    return "\n".join(lines)
+    """A backend table as text (:func:`qlab.core.report.format_table`): disk and memory MB, the
+    accuracy metrics, optionally latency (ms per batch and the ratio to the float model)."""
+    cols: list[tuple[str, str, str | None]] = [("backend", "backend", None), ("scheme", "scheme", None),
+                                               ("disk_mb", "disk MB", ".2f"), ("weight_mb", "mem MB", ".2f")]
+    cols += [(m, m, ".4f") for m in metrics]
+    if latency:
+        cols += [("latency_ms", "ms/batch", ".2f"), ("latency_ratio", "x float", ".2f")]
+    return format_table([r | {"disk_mb": r["disk_bytes"] / 1e6, "weight_mb": r["weight_bytes"] / 1e6} for r in rows], cols)
 
 
 def deploy_state(rows: Sequence[dict[str, Any]], metric: str, max_mb: float, min_metric: float,

@@ -17,6 +17,7 @@ import torch
 from .. import observers
 from ..core.metrics import sqnr_from_power
 from ..core.model import Loaded
+from ..core.report import format_table
 from ..formats import integer
 from ..quantize.configs import PTQConfig, activation_spec
 from ..quantize.recipes import torch_module
@@ -111,12 +112,9 @@ def study_table(rows: Sequence[dict[str, Any]], metric: str = "accuracy") -> str
     sizes = sorted({r["size"] for r in rows if r["data"] != "float"})
     sets = list(dict.fromkeys(r["data"] for r in rows if r["data"] != "float"))
     ref = next((r[metric] for r in rows if r["data"] == "float"), None)
-    head = f"{'calibration':<11}" + "".join(f"{f'n={s}':>8}" for s in sizes)
-    lines = [f"{metric} (float model: {ref:.4f})" if ref is not None else metric, head]
-    for name in sets:
-        vals = {r["size"]: r[metric] for r in rows if r["data"] == name}
-        lines.append(f"{name:<11}" + "".join(f"{vals[s]:8.4f}" if s in vals else f"{'':>8}" for s in sizes))
-    return "\n".join(lines)
+    title = f"{metric} (float model: {ref:.4f})" if ref is not None else metric
+    grid = [{"data": name, **{f"n={r['size']}": r[metric] for r in rows if r["data"] == name}} for name in sets]
+    return title + "\n" + format_table(grid, [("data", "calibration", None), *((f"n={s}", f"n={s}", ".4f") for s in sizes)])
 
 
 def plot_observer_ranges(ax: Any, x: np.ndarray, rows: Sequence[dict[str, Any]], bins: int = 80,

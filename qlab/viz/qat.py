@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.report import format_table
+
 CACHE = "qat_results"
 METHODS = ("ste", "lsq")
 COLUMNS = ("method", "bits", "distill", "accuracy", "loss_per_epoch", "epochs", "seconds")
@@ -102,14 +104,13 @@ def result_table(rows: Sequence[dict[str, Any]], float_accuracy: float | None = 
     """Accuracy grid: one line per method (PTQ, STE, LSQ, with/without distillation), one column per width."""
     bits = sorted({r["bits"] for r in rows}, reverse=True)
     keys = list(dict.fromkeys((r["method"], r["distill"]) for r in rows))
-    lines = [f"{'method':<22}" + "".join(f"{f'W{b}A{b}':>9}" for b in bits)]
+    grid = []
     for meth, dist in keys:
-        label = meth + (" + distill" if dist else "")
-        vals = {r["bits"]: r["accuracy"] for r in rows if (r["method"], r["distill"]) == (meth, dist)}
-        lines.append(f"{label:<22}" + "".join(f"{vals[b]:9.4f}" if b in vals else f"{'':>9}" for b in bits))
+        vals = {f"W{r['bits']}A{r['bits']}": r["accuracy"] for r in rows if (r["method"], r["distill"]) == (meth, dist)}
+        grid.append({"method": meth + (" + distill" if dist else ""), **vals})
     if float_accuracy is not None:
-        lines.append(f"{'float32':<22}" + "".join(f"{float_accuracy:9.4f}" for _ in bits))
-    return "\n".join(lines)
+        grid.append({"method": "float32", **{f"W{b}A{b}": float_accuracy for b in bits}})
+    return format_table(grid, [("method", "method", None), *((f"W{b}A{b}", f"W{b}A{b}", ".4f") for b in bits)])
 
 
 def pick(rows: Sequence[dict[str, Any]], method: str, bits: int, distill: bool = False) -> dict[str, Any]:

@@ -137,3 +137,17 @@ def test_front_labels_do_not_overlap(model: str) -> None:
     assert not overlapping
     top = max(a.get_zorder() for a in [*ax.lines, *ax.collections])
     assert all(t.get_zorder() > top and t.get_bbox_patch() is not None for t in ax.texts)
+
+
+def test_capstone_table() -> None:
+    from qlab.viz.capstone import capstone_table
+
+    rows, metric = capstone_rows("digits-cnn")
+    lines = capstone_table(rows, metric).splitlines()
+    assert len(lines) == len(capstone_state(rows, metric)["formats"]) + 2 and lines[0].split()[:3] == ["format", "bits/w", "MB"]
+    mbs = [float(line.split()[2]) for line in lines[2:]]
+    assert mbs == sorted(mbs)
+    front = capstone_table(rows, metric, front_only=True).splitlines()
+    s = capstone_state(rows, metric)
+    assert len(front) == int(s["front"].sum()) + 3 and front[-1].startswith(f"({int((~s['front']).sum())} dominated")
+    assert all(line.rstrip().endswith("*") for line in front[2:-1])

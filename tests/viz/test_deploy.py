@@ -43,7 +43,7 @@ def test_backend_cache_schema():
         assert {r["backend"] for r in rows} >= {"torch", "torch_native", "onnxruntime", "bitsandbytes"}
         assert all(0 < r["disk_bytes"] and 0 < r["weight_bytes"] for r in rows)
         text = format_rows(rows, t["metrics"], latency=True).splitlines()
-        assert len(text) == len(rows) + 1
+        assert len(text) == len(rows) + 2  # header, rule, rows (format_table)
     mini = payload["rows"]["minilm-l6"]
     assert mini["metrics"] == ["cosine_mean", "top10_overlap"]
     assert any("MatMulNBits" in r["scheme"] for r in mini["rows"])

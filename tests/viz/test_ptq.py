@@ -83,7 +83,7 @@ def test_study_table_and_plot():
             {"data": "train", "size": 4, "accuracy": 0.95}, {"data": "dim", "size": 1, "accuracy": 0.5}]
     t = study_table(rows).splitlines()
     assert "0.9900" in t[0] and "n=1" in t[1] and "n=4" in t[1]
-    assert t[2].split() == ["train", "0.9000", "0.9500"] and t[3].split() == ["dim", "0.5000"]
+    assert t[3].split() == ["train", "0.9000", "0.9500"] and t[4].split() == ["dim", "0.5000", "-"]
     fig, ax = plt.subplots()
     plot_observer_ranges(ax, X, observer_table(X, 4, ["minmax", "mse"]))
     assert len(ax.get_lines()) == 2
