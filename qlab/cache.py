@@ -22,7 +22,9 @@ from .models.paths import data_dir
 
 def path(name: str) -> Path:
     """``data/cache/<name>.json``."""
-    if not name or "/" in name or name.endswith(".json"):
+    if not isinstance(name, str):
+        raise TypeError(f"cache name must be a str like 'llm_methods', got {type(name).__name__} {name!r}")
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", "..") or name.endswith(".json"):
         raise ValueError(f"cache name must be a bare name like 'llm_methods', got {name!r}")
     return data_dir() / "cache" / f"{name}.json"
 
@@ -34,7 +36,6 @@ def save(name: str, rows: Any, *, script: str, params: dict[str, Any] | None = N
     if not script:
         raise ValueError("save() needs the script that regenerates the cache")
     p = path(name)
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "name": name,
         "script": script,
@@ -44,8 +45,11 @@ def save(name: str, rows: Any, *, script: str, params: dict[str, Any] | None = N
         "created": time.strftime("%Y-%m-%d"),
         "rows": rows,
     }
-    # to a temporary file in the same directory, then renamed: a failed save keeps the old cache
-    write_text(p, json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    # serialised first (TypeError for rows JSON cannot hold, before any write), then to a temporary
+    # file in the same directory and renamed: a failed save keeps the old cache
+    text = json.dumps(payload, indent=1, sort_keys=False) + "\n"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    write_text(p, text)
     return p
 
 
@@ -54,7 +58,14 @@ def load(name: str) -> dict[str, Any]:
     p = path(name)
     if not p.exists():
         raise FileNotFoundError(f"no cache {p}; regenerate it with the script in scripts/ that writes {name!r}")
-    return json.loads(p.read_text())
+    try:
+        payload = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"corrupt cache {p} ({e}); regenerate it with the script that writes {name!r}") from None
+    if not isinstance(payload, dict) or "rows" not in payload:
+        raise ValueError(f"corrupt cache {p}: expected a JSON object with 'rows' (as save() writes), got "
+                         f"{type(payload).__name__}; regenerate it with the script that writes {name!r}")  # fmt: skip
+    return payload
 
 
 __all__ = ["path", "save", "load"]

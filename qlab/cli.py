@@ -69,8 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compare(a: argparse.Namespace) -> int:
-    import json
-
+    from .files import write_json
     from .models import load
 
     if a.backend in RUNTIMES:
@@ -99,15 +98,13 @@ def _compare(a: argparse.Namespace) -> int:
         res.plot(path=a.out)
         print(f"wrote {a.out}")
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(res.to_dict(), fh, indent=1, default=float)
+        write_json(a.json, res.to_dict(), indent=1, default=float)
     return 0
 
 
 def _compare_runtimes(a: argparse.Namespace) -> int:
-    import json
-
     from .backends.compare import backend_table
+    from .files import write_json
 
     if a.formats:
         raise ValueError(f"--backend {a.backend} measures each runtime's own schemes; --formats applies to the "
@@ -118,8 +115,7 @@ def _compare_runtimes(a: argparse.Namespace) -> int:
         table.plot(path=a.out)
         print(f"wrote {a.out}")
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"model": table.model, "metrics": table.metrics, "rows": table.rows}, fh, indent=1, default=float)
+        write_json(a.json, {"model": table.model, "metrics": table.metrics, "rows": table.rows}, indent=1, default=float)
     return 0
 
 

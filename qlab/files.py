@@ -8,10 +8,12 @@ qlab writes (caches, exports) goes through here. No qlab imports: any package ma
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -19,7 +21,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically,
     with the permissions a new file would get (umask applied)."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # the temporary name ends in the target's suffix: writers that pick a format by extension
+    # (matplotlib's savefig, onnxruntime's quantizers) write the same format they would at ``target``
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -43,4 +47,22 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
             os.fsync(f.fileno())
 
 
-__all__ = ["atomic_path", "write_text"]
+def write_json(target: str | os.PathLike[str], obj: Any, **kwargs: Any) -> None:
+    """``json.dump(obj, file, **kwargs)`` to ``target``, atomically: an object ``json`` cannot
+    serialise raises before anything is written, and the previous file stays as it was."""
+    write_text(target, json.dumps(obj, **kwargs))
+
+
+def save_figure(fig: Any, target: str | os.PathLike[str] | IO[bytes], **kwargs: Any) -> None:
+    """``fig.savefig(target, **kwargs)`` (a matplotlib ``Figure``), atomically for a path. The
+    format is the target's extension, or ``format=``, or matplotlib's default format when the
+    path has none (the file is then written at ``target`` exactly, no extension appended)."""
+    if not isinstance(target, (str, os.PathLike)):  # a file object: matplotlib writes it directly
+        fig.savefig(target, **kwargs)
+        return
+    fmt = kwargs.pop("format", None) or Path(target).suffix[1:] or fig.canvas.get_default_filetype()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+
+
+__all__ = ["atomic_path", "save_figure", "write_json", "write_text"]

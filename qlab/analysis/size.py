@@ -9,6 +9,7 @@ bandwidth (:func:`stream_seconds`) bounds the tokens per second of a memory-boun
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Iterable
@@ -45,11 +46,22 @@ def parameter_counts(m: Loaded) -> dict[str, Any]:
     }
 
 
+def _number(name: str, v: Any, fn: str, positive: bool = False) -> float:
+    """``v`` as a float, checked: a real number (not bool/str/None), finite, ``>= 0`` (``> 0``
+    with ``positive``); otherwise ValueError/TypeError naming ``fn``, the argument and the value."""
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise TypeError(f"{fn}: {name} must be a number, got {type(v).__name__} {v!r}")
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{fn}: {name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+    return float(v)
+
+
 def group_bits(element_bits: float, scale_bits: float, group_size: int, zero_bits: float = 0.0) -> float:
     """Bits per weight of ``element_bits`` codes plus one scale (and zero-point) per ``group_size``
     values: ``element_bits + (scale_bits + zero_bits) / group_size`` (Q4_0 = 4 + 16/32 = 4.5)."""
-    if group_size <= 0:
-        raise ValueError(f"group_size must be positive, got {group_size}")
+    for name, v in (("element_bits", element_bits), ("scale_bits", scale_bits), ("zero_bits", zero_bits)):
+        _number(name, v, "group_bits")
+    _number("group_size", group_size, "group_bits", positive=True)
     return element_bits + (scale_bits + zero_bits) / group_size
 
 
@@ -72,6 +84,12 @@ def effective_bits(fmt: str, row_length: int | None = None, n_rows: int | None =
 def size_table(n_params: int, schemes: dict[str, float], other_params: int = 0) -> list[dict[str, Any]]:
     """One row per scheme ``{label: bits per weight}`` applied to ``n_params`` weights, plus
     ``other_params`` kept in float32 (biases, norms): bytes, GB (1e9 bytes), ratio to all-fp32."""
+    _number("n_params", n_params, "size_table")
+    _number("other_params", other_params, "size_table")
+    for label, bits in schemes.items():
+        _number(f"schemes[{label!r}] (bits per weight)", bits, "size_table", positive=True)
+    if n_params + other_params == 0:
+        raise ValueError("size_table: n_params + other_params is 0; there is no model to size")
     rows = []
     fp32 = (n_params + other_params) * 4.0
     for label, bits in schemes.items():
@@ -83,8 +101,8 @@ def size_table(n_params: int, schemes: dict[str, float], other_params: int = 0) 
 
 def stream_seconds(nbytes: float, gb_per_s: float) -> float:
     """Seconds to read ``nbytes`` once at ``gb_per_s`` (1e9 bytes per second)."""
-    if gb_per_s <= 0:
-        raise ValueError(f"bandwidth must be positive, got {gb_per_s}")
+    _number("nbytes", nbytes, "stream_seconds", positive=True)
+    _number("gb_per_s (bandwidth)", gb_per_s, "stream_seconds", positive=True)
     return float(nbytes) / (gb_per_s * 1e9)
 
 

@@ -33,6 +33,7 @@ from ..core.calibration import CALIBRATION_OFFSET, LM_WINDOW, example_batches, r
 from ..core.latency import measure_latency
 from ..core.model import Loaded
 from ..core.report import format_table
+from ..files import save_figure
 from .model import BackendModel, float_model, saved_bytes, state_bytes
 
 batches = example_batches  # the name the lessons use
@@ -207,7 +208,7 @@ def plot_backends(
     fig.suptitle(title or f"{getattr(table, 'model', 'model')}: real backends")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path, dpi=120)  # temp file + rename: a failed save keeps the old plot
     return fig
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..files import save_figure
+
 #: metrics for which larger is better (the Pareto front maximises them)
 HIGHER_IS_BETTER = ("top1", "accuracy", "acc", "cosine", "overlap", "recall", "similarity", "agreement")
 
@@ -94,7 +96,7 @@ def plot_pareto(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     if path is not None:
-        ax.figure.savefig(os.fspath(path), dpi=150)
+        save_figure(ax.figure, path, dpi=150)  # temp file + rename: a failed save keeps the old plot
     return ax
 
 

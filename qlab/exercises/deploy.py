@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_path
 from ._core import Case, Exercise, allclose, exercise
 
 
@@ -31,7 +32,8 @@ def ort_matmul_nbits_bytes(n: int, k: int, bits: int = 4, block_size: int = 32, 
     model.ir_version = 10
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "m.onnx", Path(d) / "q.onnx"
-        onnx.save(model, str(src))
+        with atomic_path(src) as tmp:  # qlab writes every file through temp + rename
+            onnx.save(model, str(tmp))
         quantize_weight_only_onnx(src, dst, f"int{bits}", block_size, symmetric)
         q = onnx.load(str(dst))
     node = next(x for x in q.graph.node if x.op_type == "MatMulNBits")

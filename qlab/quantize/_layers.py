@@ -128,13 +128,34 @@ def _block(s: Spec) -> str:
     return f"blocks of {fmt.layout(**o).block_size}"
 
 
-def quantize_weight(la: Layer, wspec: Spec | None) -> dict[str, Any]:
-    """Replace the weight by its fake-quantized value; return bytes and error statistics."""
+def encode_weights(layers: list[Layer], wspec: Spec | None) -> dict[str, formats.Encoded]:
+    """Every layer's weight encoded (as ``(out, in*kh*kw)`` rows) before any is replaced: a weight
+    the format refuses (NaN/Inf, a block scale overflow) raises ``ValueError`` naming the layer
+    while the model is still untouched. Keeps the encodings (their size), not decoded copies."""
+    if wspec is None:
+        return {}
+    fmt = formats.get(wspec)
+    out = {}
+    for la in layers:
+        w = la.module.weight
+        try:
+            out[la.name] = fmt.encode(formats.base.as_float32(w.detach()).reshape(w.shape[0], -1), **wspec.options)
+        except ValueError as e:
+            raise ValueError(f"{la.name}: {e} (no layer was modified)") from None
+    return out
+
+
+def quantize_weight(la: Layer, wspec: Spec | None, enc: formats.Encoded | None = None) -> dict[str, Any]:
+    """Replace the weight by its fake-quantized value (decoded from ``enc`` when given, see
+    :func:`encode_weights`); return bytes and error statistics."""
     w = la.module.weight
     if wspec is None:
         return {"weights": "f32", "nbytes": 4 * w.numel()}
     orig = formats.base.as_float32(w.detach()).copy()  # as_float32 may share the weight's memory
-    y, nbytes = weight_roundtrip(w, wspec)
+    if enc is None:
+        y, nbytes = weight_roundtrip(w, wspec)
+    else:
+        y, nbytes = formats.get(wspec).decode(enc).reshape(tuple(w.shape)), int(enc.nbytes)
     with torch.no_grad():
         w.copy_(torch.from_numpy(y).to(w.dtype))
     st = error_stats(orig, y)
@@ -198,6 +219,6 @@ def mark(model: ModelLike, label: str) -> None:
 
 
 __all__ = [
-    "Layer", "SUPPORTED", "find_layers", "check_model", "check_rows", "quantize_weight", "layer_report",
+    "Layer", "SUPPORTED", "find_layers", "check_model", "check_rows", "encode_weights", "quantize_weight", "layer_report",
     "other_params", "set_input_hook", "remove_hook", "quantizing_hook", "mark", "state",
 ]  # fmt: skip

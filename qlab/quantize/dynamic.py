@@ -50,8 +50,9 @@ def quantize_dynamic(model: ModelLike, config: DynamicConfig, calibration: Any =
     data = batches(calibration, model, batch_size) if calibration is not None else None
     probe: dict[str, Any] = {}
     rows = []
+    encs = L.encode_weights(layers, wspec)  # every weight checked before any changes
     for la in layers:
-        w = L.quantize_weight(la, wspec)
+        w = L.quantize_weight(la, wspec, encs.get(la.name))
         q = _runtime_quantizer(aspec, config.granularity == "token", la.channel_axis)
         L.set_input_hook(la, "quantize", L.quantizing_hook(la, q, probe))
         rows.append(L.layer_report(la, **w, activations=f"{aspec.label()} dynamic per {config.granularity}"))

@@ -103,9 +103,10 @@ class PTQSession:
             q = quantizer(self.aspec, lo.ravel() if axis is not None else lo, hi.ravel() if axis is not None else hi,
                           axis=axis, row_axis=la.channel_axis)  # fmt: skip
             act[la.name] = {"q": q, "act_lo": float(np.min(lo)), "act_hi": float(np.max(hi))}
+        encs = L.encode_weights(self.layers, self.wspec)  # every weight checked before any changes
         for la in self.layers:
             L.remove_hook(la, "observer")
-            w = L.quantize_weight(la, self.wspec)
+            w = L.quantize_weight(la, self.wspec, encs.get(la.name))
             a = act.get(la.name)
             if a is not None:
                 L.set_input_hook(la, "quantize", L.quantizing_hook(la, a["q"], probe))

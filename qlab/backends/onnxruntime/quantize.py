@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ...core.model import Loaded, weights_digest
+from ...files import atomic_path
 from ..model import BackendModel
 from .calibration import BatchReader, as_batches, calibration_method
 from .export import BACKEND, OrtModule, export, session, workdir
@@ -141,10 +142,13 @@ def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike, weight
     weight and ``Conv`` only, weights ``int8`` (symmetric) or ``uint8`` (asymmetric)."""
     if weights not in DYNAMIC_WEIGHTS:
         raise _unsupported(weights, "dynamic", DYNAMIC_WEIGHTS)
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet():
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Conv"], per_channel=per_channel,
+    # a ModelProto, not the path: given a path, ORT writes ``<src>-inferred.onnx`` beside it (left
+    # there if it fails); given a model, it works in its own temporary directory
+    with _quiet(), atomic_path(dst) as tmp:  # a failed run leaves no half file at ``dst``
+        quantize_dynamic(onnx.load(str(src)), tmp, op_types_to_quantize=["MatMul", "Conv"], per_channel=per_channel,
                          weight_type=QuantType.QInt8 if weights == "int8" else QuantType.QUInt8,
                          extra_options={"MatMulConstBOnly": True})
     return Path(dst)
@@ -171,6 +175,7 @@ def quantize_static(
     if activations not in STATIC_ACTIVATIONS:
         raise _unsupported(activations, "static (activations)", STATIC_ACTIVATIONS)
     cal = calibration_method(method)
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -183,12 +188,14 @@ def quantize_static(
     ops_tag = "-" + "-".join(op_types) if op_types else ""
     dst = _derived(src, f"static-{method}-w{weights}-a{activations}{'-pc' if per_channel else ''}{ops_tag}")
     with _quiet():
-        if not pre.is_file():
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # symbolic inference fails on BERT
-        quantize_static(pre, dst, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        op_types_to_quantize=list(op_types) if op_types else None,
-                        activation_type=qtype[activations], weight_type=qtype[weights], calibrate_method=cal,
-                        extra_options={"MatMulConstBOnly": True})
+        if not pre.is_file():  # reused once written: a killed run must not leave half a file there
+            with atomic_path(pre) as tmp:
+                quant_pre_process(str(src), str(tmp), skip_symbolic_shape=True)  # symbolic inference fails on BERT
+        with atomic_path(dst) as tmp:
+            quantize_static(onnx.load(str(pre)), tmp, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            op_types_to_quantize=list(op_types) if op_types else None,
+                            activation_type=qtype[activations], weight_type=qtype[weights], calibrate_method=cal,
+                            extra_options={"MatMulConstBOnly": True})
     scheme = f"static QDQ W8A8 ({method}, {activations} activations)"
     return _wrap(m, dst, scheme, method=method, batches=len(reader), per_channel=per_channel)
 
@@ -233,7 +240,8 @@ def quantize_weight_only_onnx(src: str | os.PathLike, dst: str | os.PathLike, we
         q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=int(weights[3:]), block_size=block_size,
                                  is_symmetric=symmetric)
         q.process()
-        q.model.save_model_to_file(str(dst), use_external_data_format=False)
+        with atomic_path(dst) as tmp:
+            q.model.save_model_to_file(str(tmp), use_external_data_format=False)
     return Path(dst)
 
 
