@@ -4,6 +4,7 @@ output is finite on finite input, or ValueError/TypeError -- never another excep
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,8 @@ def test_device_strings(device):
        block=st.sampled_from([32, 64, 48, 0, -64]), d_in=st.sampled_from([64, 128]), d_out=st.sampled_from([32, 64]),
        scale=st.integers(-8, 8))  # fmt: skip
 def test_quantized_linear(weights, threshold, block, d_in, d_out, scale):
+    """Correct output or a ValueError/TypeError; never NaN from finite input. (Found here: int8
+    layers gave all-NaN beyond the float16 maximum; now refused, see test_int8_refuses_fp16_overflow.)"""
     torch.manual_seed(0)
     lin = nn.Linear(d_in, d_out)
     with torch.no_grad():
@@ -41,9 +44,16 @@ def test_quantized_linear(weights, threshold, block, d_in, d_out, scale):
         return
     with torch.inference_mode():
         y = mod(torch.randn(3, d_in))
-    if weights == "int8" and lin.weight.abs().max() > 65504:
-        # KNOWN DEFECT (issue 11, open): bitsandbytes int8 layers return all-NaN once a weight
-        # exceeds the float16 maximum (found by this test: scale 1e6, threshold 0); to be refused
-        # with a ValueError in qlab.backends.bitsandbytes.quantized_linear/quantize
-        return
     assert y.shape == (3, d_out) and torch.isfinite(y.float()).all(), f"{weights}: non-finite output"
+
+
+def test_int8_refuses_fp16_overflow():
+    lin = nn.Linear(64, 32)
+    with torch.no_grad():
+        lin.weight.mul_(1e6)
+    with pytest.raises(ValueError, match="float16"):
+        quantized_linear(lin, "int8", "cpu", threshold=0.0)
+    with torch.no_grad():
+        lin.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        quantized_linear(lin, "nf4", "cpu")

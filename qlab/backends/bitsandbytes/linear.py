@@ -85,6 +85,9 @@ def check_cpu_kernel(cpu_kernel: str) -> str:
     return cpu_kernel
 
 
+FP16_MAX = 65504.0
+
+
 def quantized_linear(
     lin: nn.Linear, weights: str, device: str | torch.device = "cpu", threshold: float = 6.0,
     block_size: int = 64, compress_statistics: bool = True, cpu_kernel: str = "auto",
@@ -114,6 +117,16 @@ def quantized_linear(
         )
     w = lin.weight.detach().to("cpu", torch.float32).clone()
     has_bias = lin.bias is not None
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"{BACKEND}: the Linear's weight has NaN/Inf values; bitsandbytes cannot quantize it")
+    if weights == "int8" and float(w.abs().max()) > FP16_MAX:
+        # Linear8bitLt keeps its outlier columns and the int8 matmul's rescaling in float16: a weight
+        # beyond the float16 maximum turns the whole output into NaN (measured: scale 1e6 -> all NaN)
+        raise ValueError(
+            f"{BACKEND}: int8 (LLM.int8) cannot hold a weight of magnitude {float(w.abs().max()):.4g}: bitsandbytes "
+            f"computes its outliers in float16 (largest finite value {FP16_MAX:g}), so the output would be NaN; "
+            "use a 4-bit format (float32 absmax) or rescale the layer"
+        )
     if weights == "int8":
         mod = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=has_bias, has_fp16_weights=False,
                                   threshold=threshold)
