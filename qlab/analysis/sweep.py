@@ -6,7 +6,8 @@ model megabytes, the metrics and the time taken -- plus the float reference row.
 
 * Causal LMs: perplexity, KL divergence and top-1 agreement against the float model on
   WikiText-2 windows; the reference forward runs once per sweep (:mod:`qlab.core.lm`, its
-  log-probabilities kept in float16; columns :data:`qlab.core.lm.COLUMNS`).
+  log-probabilities kept in float16; columns ``perplexity``, ``nll``, ``kl``, ``top1``: the
+  names of :data:`qlab.core.lm.METRICS`).
 * Other models: their default evaluation (``m.evaluate()``, e.g. MiniLM's embedding cosine
   similarity or digits-cnn's accuracy), run on the float model once for the reference row.
 
@@ -37,6 +38,9 @@ from ..core.text import wikitext2_test
 from ..files import write_text
 from ..quantize.model import WeightSnapshot, quantize_model, recipe_label
 from ..quantize.recipes import spec
+
+#: the :data:`qlab.core.lm.METRICS` a causal-LM sweep row keeps (the on-disk cache holds these)
+LM_COLUMNS = ("perplexity", "nll", "kl", "top1")
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -192,7 +196,7 @@ def sweep(
     def measure() -> dict[str, Any]:
         if lm:
             got = lm_eval.compare(model, ref_lm, progress=progress, batch=batch)
-            return lm_eval.columns(got)
+            return {k: got[k] for k in LM_COLUMNS}
         return {"metrics": dict(model.evaluate(**(eval_kwargs or {})))}
 
     # the float reference row (f32 everywhere: 4 bytes per parameter)

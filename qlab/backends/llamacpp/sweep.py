@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...core.lm import columns as lm_columns
 from ...core.model import Loaded
 from ...quantize.model import recipe_label
 from ...quantize.recipes import torch_module
@@ -50,7 +49,7 @@ def sweep(
     """
     from tqdm.auto import tqdm
 
-    from ...analysis.sweep import SweepResult
+    from ...analysis.sweep import LM_COLUMNS, SweepResult
     from ...eval import reference
 
     if getattr(m, "kind", None) != "causal-lm":
@@ -84,7 +83,7 @@ def sweep(
             got = compare(rep.path, ref, **llama_kwargs)
             rows.append({
                 "format": label, "bits_per_weight": rep.bits_per_weight, "mb": rep.file_bytes / 1e6,
-                "fallbacks": len(rep.fallbacks), **lm_columns(got), "seconds": time.perf_counter() - t0,
+                "fallbacks": len(rep.fallbacks), **{k: got[k] for k in LM_COLUMNS if k in got}, "seconds": time.perf_counter() - t0,
                 "file": str(rep.path),
             })  # fmt: skip
     return SweepResult(rows, metric, f"{m.name} in llama.cpp", {"window": window, "windows": windows})
