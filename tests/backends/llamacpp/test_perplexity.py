@@ -150,3 +150,27 @@ def test_activation_rounding_explains_the_residual(simulated: Any, in_llama: Any
     assert theirs["top1"] < weight_only["top1"]
     # the float32 model alone: rounding its inputs costs far more than llama.cpp's F32 path differs
     assert simulated("f32", True)["kl"] > 100 * in_llama("f32")["kl"]
+
+
+def test_llama_perplexity_protocol_matches_llama_cpp(exported: Any, smollm2: Any, wikitext: str) -> None:
+    """``protocol="llama-perplexity"`` (llama.cpp's ``llama-perplexity``: second half of each chunk
+    scored) on qlab's F32 GGUF: qlab's float model and llama.cpp agree within 0.1 % (2 chunks of
+    256 tokens), and llama.cpp's KL report against qlab's reference scores the same tokens."""
+    from qlab.backends.llamacpp import kl_report
+    from qlab.eval import perplexity as qlab_perplexity
+    from qlab.eval import reference
+
+    path, _ = exported("f32")
+    kw = dict(window=256, windows=2, protocol="llama-perplexity")
+    ours = qlab_perplexity(smollm2, wikitext, progress=False, **kw)
+    theirs = perplexity(path, wikitext, **kw)
+    print(f"llama-perplexity 2 x 256: qlab {ours:.5f}, llama.cpp {theirs:.5f}")
+    assert _rel(theirs, ours) < 1e-3, (ours, theirs)
+    assert _rel(ours, qlab_perplexity(smollm2, wikitext, 256, 2, progress=False)) > 0.01  # another protocol
+    ref = reference(smollm2, wikitext, progress=False, **kw)
+    rep = kl_report(path, ref)
+    s = rep.stats
+    assert s["n_tokens"] == 2 * (256 - 1 - 128) and set(rep.position) == set(range(129, 256))
+    assert s["ppl"] == pytest.approx(theirs, rel=1e-4)  # float32 vs float64 log-softmax
+    assert s["ppl_base"] == pytest.approx(ours, rel=1e-9)
+    assert s["kl"] < 1e-4 and s["same_top"] > 0.98 and s["cor_ln_ppl"] > 0.999
