@@ -211,19 +211,31 @@ class KLReport:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the report atomically: ``.json`` (statistics, protocol, token arrays) or ``.csv``
         (``statistic,value,sigma``, one row per statistic)."""
-        from ..files import write_text
+        save_reports(path, {"": self})
 
-        suffix = os.fspath(path).rsplit(".", 1)[-1].lower()
-        if suffix == "json":
-            write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
-        elif suffix == "csv":
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["statistic", "value", "sigma"])
-            w.writerows([(k, repr(float(v)), "" if e is None else repr(float(e))) for k, v, e in self.statistic_rows()])
-            write_text(path, buf.getvalue())
-        else:
-            raise ValueError(f"path={os.fspath(path)!r}: the report is written as .json or .csv")
+
+def save_reports(path: str | os.PathLike[str], reports: dict[str, KLReport]) -> None:
+    """Write reports keyed by a label (a format name) atomically (``qlab.files``): ``.json``
+    (``{label: to_dict()}``, or one report's dict for the label ``""``) or ``.csv`` (columns
+    ``format,statistic,value,sigma``; no ``format`` column for the label ``""``)."""
+    from ..files import write_text
+
+    suffix = os.fspath(path).rsplit(".", 1)[-1].lower()
+    if suffix not in ("json", "csv"):
+        raise ValueError(f"path={os.fspath(path)!r}: a KL report is written as .json or .csv")
+    single = list(reports) == [""]
+    if suffix == "json":
+        blob = reports[""].to_dict() if single else {k: r.to_dict() for k, r in reports.items()}
+        write_text(path, json.dumps(blob, indent=1) + "\n")
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["statistic", "value", "sigma"] if single else ["format", "statistic", "value", "sigma"])
+    for label, rep in reports.items():
+        for k, v, e in rep.statistic_rows():
+            row = [k, repr(float(v)), "" if e is None else repr(float(e))]
+            w.writerow(row if single else [label, *row])
+    write_text(path, buf.getvalue())
 
 
 def _label(q: str, what: str) -> str:
@@ -234,4 +246,5 @@ def _label(q: str, what: str) -> str:
     return f"{q:>5}   {what}"
 
 
-__all__ = ["DP_PERCENTILES", "KLReport", "KL_PERCENTILES", "covariance", "mean_and_uncertainty", "median", "percentile"]
+__all__ = ["DP_PERCENTILES", "KLReport", "KL_PERCENTILES", "covariance", "mean_and_uncertainty", "median", "percentile",
+           "save_reports"]
