@@ -174,3 +174,36 @@ def test_llama_perplexity_protocol_matches_llama_cpp(exported: Any, smollm2: Any
     assert s["ppl"] == pytest.approx(theirs, rel=1e-4)  # float32 vs float64 log-softmax
     assert s["ppl_base"] == pytest.approx(ours, rel=1e-9)
     assert s["kl"] < 1e-4 and s["same_top"] > 0.98 and s["cor_ln_ppl"] > 0.999
+
+
+def test_llama_perplexity_protocol_with_bos(exported: Any, wikitext: str, tmp_path: Any) -> None:
+    """A vocabulary that adds BOS (qlab's F32 file with ``tokenizer.ggml.add_bos_token`` set by
+    gguf-py): llama.cpp and qlab (the model loaded from that file) both put BOS first in the text
+    and in place of every chunk's first token, and agree on the perplexity within 0.1 %."""
+    import shutil
+
+    import gguf
+
+    from qlab.backends.llamacpp import window_logits
+    from qlab.eval import perplexity as qlab_perplexity
+    from qlab.eval import token_windows
+    from qlab.models import load
+
+    path = tmp_path / "bos.gguf"
+    shutil.copy(exported("f32")[0], path)
+    reader = gguf.GGUFReader(path, "r+")
+    field = reader.fields["tokenizer.ggml.add_bos_token"]
+    field.parts[field.data[0]][0] = True
+    reader.data.flush()
+    del reader
+    bos = 1  # SmolLM2's tokenizer.ggml.bos_token_id
+    plain = tokenize(path, wikitext[:4000])
+    theirs_ids = np.stack([ids for ids, _ in window_logits(path, wikitext, 64, 2, protocol="llama-perplexity")])
+    want = np.asarray([bos, *plain[:127]]).reshape(2, 64)
+    want[:, 0] = bos
+    np.testing.assert_array_equal(theirs_ids, want)
+    m = load(path, progress=False)
+    np.testing.assert_array_equal(token_windows(m, wikitext, 64, 2, protocol="llama-perplexity").numpy(), want)
+    kw = dict(window=256, windows=2, protocol="llama-perplexity")
+    ours, theirs = qlab_perplexity(m, wikitext, progress=False, **kw), perplexity(path, wikitext, **kw)
+    assert _rel(theirs, ours) < 1e-3, (ours, theirs)
