@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--cache-dir", default=None, help="result cache (default $QLAB_CACHE or ~/.cache/qlab)")
     c.add_argument("--no-cache", action="store_true", help="measure everything again, store nothing")
     c.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    c.add_argument("--protocol", default="full-window", choices=("full-window", "llama-perplexity"),
+                   help="perplexity protocol of LMs: qlab's full-window (default) or llama.cpp's llama-perplexity")
+    c.add_argument("--report", default=None, metavar="FILE.json|FILE.csv",
+                   help="LMs: write every format's full KL report (llama-perplexity --kl-divergence's statistics)")
 
     d = sub.add_parser("doctor", help="check the install: versions vs the lock, CPU, runtimes, smoke tests")
     d.add_argument("--no-smoke", action="store_true", help="skip the smoke tests of the runtimes (instant)")
@@ -75,14 +79,19 @@ def _compare(a: argparse.Namespace) -> int:
     if a.backend in RUNTIMES:
         return _compare_runtimes(a)
     m = load(a.model)
-    where = f", {a.windows} x {a.window} tokens of WikiText-2" if m.kind == "causal-lm" else ""
+    if m.kind != "causal-lm" and (a.report or a.protocol != "full-window"):
+        raise ValueError(f"--report and --protocol apply to causal LMs; {m.name} is a {m.kind!r} model")
+    if a.report and not a.report.lower().endswith((".json", ".csv")):
+        raise ValueError(f"--report {a.report!r}: give a .json or .csv file")
+    reports: dict | None = {} if a.report else None
+    where = f", {a.windows} x {a.window} tokens of WikiText-2 ({a.protocol})" if m.kind == "causal-lm" else ""
     if a.backend == "llamacpp":
         from .backends.llamacpp import sweep as llama_sweep
 
         if a.exclude:
             raise ValueError("--exclude is not supported with --backend llamacpp")
-        res = llama_sweep(m, a.formats or _formats(LLAMACPP_FORMATS), a.metric or "kl",
-                          window=a.window, windows=a.windows, progress=True)  # fmt: skip
+        res = llama_sweep(m, a.formats or _formats(LLAMACPP_FORMATS), a.metric or "kl", window=a.window,
+                          windows=a.windows, progress=True, protocol=a.protocol, reports=reports)  # fmt: skip
         print(f"{m.name}: GGUF files written by qlab, run by llama.cpp{where}; KL and top-1 against qlab's float model")
     else:
         from .analysis.sweep import sweep
@@ -90,6 +99,7 @@ def _compare(a: argparse.Namespace) -> int:
         res = sweep(
             m, a.formats or _formats(DEFAULT_FORMATS), a.metric, window=a.window, windows=a.windows,
             exclude=a.exclude, cache=not a.no_cache, cache_path=a.cache_dir, progress=True,
+            protocol=a.protocol, reports=reports,
         )  # fmt: skip
         print(f"{m.name}: weight-only quantization, simulated{where}; KL and top-1 against the float model")
     print(res.table())
@@ -99,6 +109,11 @@ def _compare(a: argparse.Namespace) -> int:
         print(f"wrote {a.out}")
     if a.json:
         write_json(a.json, res.to_dict(), indent=1, default=float)
+    if reports is not None:
+        from .core.klreport import save_reports
+
+        save_reports(a.report, reports)
+        print(f"wrote {a.report}: the KL reports of {', '.join(reports)}")
     return 0
 
 

@@ -7,7 +7,7 @@ model, each with
 * ``bits_per_weight``: bits per quantized weight, scales and zero-points included
   (``8 * sum(Encoded.nbytes) / weights`` over the decoder Linears), and ``model_bpw``: over the
   whole model with the embedding (tied with the output layer) and norms kept in float32;
-* ``perplexity``, ``kl_mean``, ``top1_agreement`` on the WikiText-2 protocol (window 512,
+* ``perplexity``, ``kl`` (mean KL), ``top1`` (top-1 agreement) on WikiText-2 (full-window protocol, window 512,
   16 windows; :func:`qlab.eval.compare` against the float model in one pass);
 * ``seconds``: the quantization time (calibration included) and the machine's load average.
 
@@ -49,7 +49,7 @@ def configs(bits: int, group: int | None, n_samples: int, seq_len: int) -> dict[
 
 def measure(m: Any, ref: Any) -> dict[str, float]:
     c = compare(m, ref, progress=False)
-    return {k: c[k] for k in ("perplexity", "kl_mean", "top1_agreement")}
+    return {k: c[k] for k in ("perplexity", "kl", "top1")}
 
 
 def main() -> None:
@@ -75,7 +75,7 @@ def main() -> None:
     ref = reference(m0, window=512, windows=16, dtype=torch.float16, progress=False)
     if ("float", 32, None) not in done:
         rows.insert(0, {"method": "float", "bits": 32, "group_size": None, "bits_per_weight": 32.0, "model_bpw": 32.0,
-                        "perplexity": ref.perplexity, "kl_mean": 0.0, "top1_agreement": 1.0, "seconds": 0.0,
+                        "perplexity": ref.perplexity, "kl": 0.0, "top1": 1.0, "seconds": 0.0,
                         "load_avg": os.getloadavg()[0]})  # fmt: skip
     for group in (32, None):
         for bits in (4, 3):

@@ -23,6 +23,27 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert rows[1]["bits_per_weight"] < 8.6 and rows[2]["bits_per_weight"] < 4.6
 
 
+def test_compare_writes_kl_reports(tmp_path, capsys):
+    """--protocol llama-perplexity and --report: one KL report per format, JSON or CSV."""
+    import csv
+
+    js, cs = tmp_path / "kl.json", tmp_path / "kl.csv"
+    args = ["compare", "--formats", "q4_0", "--windows", "2", "--window", "32", "--out", "", "--cache-dir", str(tmp_path),
+            "--protocol", "llama-perplexity"]  # fmt: skip
+    assert main([*args, "--report", str(js)]) == 0
+    assert "llama-perplexity" in capsys.readouterr().out
+    rep = json.loads(js.read_text())["q4_0"]
+    assert rep["protocol"] == {"protocol": "llama-perplexity", "window": 32, "windows": 2}
+    s = rep["statistics"]
+    assert s["n_tokens"] == 2 * (32 - 1 - 16) == len(rep["tokens"]["kl"])
+    assert 0 < s["kl"] and s["kl_dist"]["min"] <= s["kl_dist"]["median"] <= s["kl_dist"]["max"]
+    assert main([*args, "--report", str(cs)]) == 0
+    rows = list(csv.DictReader(cs.open()))
+    assert {r["format"] for r in rows} == {"q4_0"} and float(next(r for r in rows if r["statistic"] == "kl")["value"]) == s["kl"]
+    assert main([*args, "--report", str(tmp_path / "kl.txt")]) == 2
+    assert ".json or .csv" in capsys.readouterr().err
+
+
 def test_errors_and_quantize(capsys):
     assert main(["compare", "--formats", "q9_9", "--windows", "1", "--window", "8", "--out", "", "--no-cache"]) == 2
     assert "unknown format" in capsys.readouterr().err

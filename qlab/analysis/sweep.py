@@ -6,7 +6,8 @@ model megabytes, the metrics and the time taken -- plus the float reference row.
 
 * Causal LMs: perplexity, KL divergence and top-1 agreement against the float model on
   WikiText-2 windows; the reference forward runs once per sweep (:mod:`qlab.core.lm`, its
-  log-probabilities kept in float16; columns :data:`qlab.core.lm.COLUMNS`).
+  log-probabilities kept in float16; columns ``perplexity``, ``nll``, ``kl``, ``top1``: the
+  names of :data:`qlab.core.lm.METRICS`).
 * Other models: their default evaluation (``m.evaluate()``, e.g. MiniLM's embedding cosine
   similarity or digits-cnn's accuracy), run on the float model once for the reference row.
 
@@ -32,11 +33,15 @@ import torch
 from ..core import lm as lm_eval
 from ..core.model import Loaded, torch_module, weights_digest
 from ..core.pareto import HIGHER_IS_BETTER, higher_is_better, pareto_front, plot_pareto
+from ..core.protocols import protocol as make_protocol
 from ..core.report import format_table
 from ..core.text import wikitext2_test
 from ..files import write_text
 from ..quantize.model import WeightSnapshot, quantize_model, recipe_label
 from ..quantize.recipes import spec
+
+#: the :data:`qlab.core.lm.METRICS` a causal-LM sweep row keeps (the on-disk cache holds these)
+LM_COLUMNS = ("perplexity", "nll", "kl", "top1")
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -134,6 +139,8 @@ def sweep(
     cache_path: str | os.PathLike | None = None,
     batch: int = 4,
     progress: bool = True,
+    protocol: str = "full-window",
+    reports: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Quantize ``model`` with every recipe in ``formats``, measure each, return a :class:`SweepResult`.
 
@@ -142,7 +149,11 @@ def sweep(
     ``{label: recipe}`` to name the rows yourself. ``metric``: the y-axis of the Pareto front
     (``"kl"`` -- the default --, ``"perplexity"`` or ``"top1"`` for causal LMs; a key of
     ``m.evaluate()``'s result otherwise, by default its first number). ``include``/``exclude``:
-    which weights every recipe applies to. The model's weights are restored at the end.
+    which weights every recipe applies to. ``protocol``: the perplexity protocol of causal LMs
+    (``"full-window"`` or ``"llama-perplexity"``, :mod:`qlab.core.protocols`). ``reports``: a dict
+    that receives each format's :class:`~qlab.core.klreport.KLReport` under its label (causal
+    LMs; token-level arrays are not cached, so every format is measured again). The model's
+    weights are restored at the end.
     """
     from tqdm.auto import tqdm
 
@@ -157,6 +168,8 @@ def sweep(
     if lm:
         text = wikitext2_test() if text is None else text
         evalp: dict[str, Any] = {"text": hashlib.sha1(text.encode()).hexdigest(), "window": window, "windows": windows}
+        if protocol != "full-window":  # the default stays out of the key: earlier cache entries stay valid
+            evalp["protocol"] = make_protocol(protocol, window, windows).name
     else:
         evalp = {"evaluate": dict(sorted((eval_kwargs or {}).items()))}
     from .. import __version__
@@ -171,7 +184,7 @@ def sweep(
 
     def cached(recipe: Any) -> dict[str, Any] | None:
         p = key(recipe)
-        if cache and p.exists():
+        if cache and p.exists() and not (lm and reports is not None and recipe != "f32"):
             try:
                 row = json.loads(p.read_text())
             except (OSError, ValueError):
@@ -189,10 +202,13 @@ def sweep(
     ref_lm: lm_eval.Reference | None = None
     snapshot: WeightSnapshot | None = None
 
-    def measure() -> dict[str, Any]:
+    def measure(label: str = "") -> dict[str, Any]:
         if lm:
-            got = lm_eval.compare(model, ref_lm, progress=progress, batch=batch)
-            return lm_eval.columns(got)
+            rep = lm_eval.kl_report(model, ref_lm, progress=progress, batch=batch)
+            if reports is not None:
+                reports[label] = rep
+            got = rep.metrics()
+            return {k: got[k] for k in LM_COLUMNS}
         return {"metrics": dict(model.evaluate(**(eval_kwargs or {})))}
 
     # the float reference row (f32 everywhere: 4 bytes per parameter)
@@ -203,7 +219,7 @@ def sweep(
         t0 = time.perf_counter()
         snapshot = WeightSnapshot(model)
         if lm:
-            ref_lm = lm_eval.reference(model, text, window, windows, torch.float16, progress, batch)
+            ref_lm = lm_eval.reference(model, text, window, windows, torch.float16, progress, batch, protocol)
             nll = ref_lm.nll.double().mean().item()
             ref_metrics = {"perplexity": ref_lm.perplexity, "nll": nll, "kl": 0.0, "top1": 1.0}
         else:
@@ -221,7 +237,7 @@ def sweep(
             if row is None:
                 t0 = time.perf_counter()
                 report = quantize_model(model, recipe, include, exclude, source=snapshot)
-                row = {"format": label, **_size_row(report), **measure(), "seconds": 0.0}
+                row = {"format": label, **_size_row(report), **measure(label), "seconds": 0.0}
                 row["seconds"] = time.perf_counter() - t0
                 store(recipe, row)
             rows.append({**row, "format": label})
@@ -236,6 +252,8 @@ def sweep(
         raise ValueError(f"metric {metric!r} is not measured; available: {sorted(k for k in rows[0] if k != 'format')}")
     name = getattr(model, "name", type(torch_module(model)).__name__)
     params = {"window": window, "windows": windows} if lm else dict(eval_kwargs or {})
+    if lm and protocol != "full-window":
+        params["protocol"] = protocol
     return SweepResult(rows, metric, name, params)
 
 

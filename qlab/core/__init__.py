@@ -5,6 +5,8 @@
 * :mod:`.metrics` -- SQNR and the other error metrics (one definition);
 * :mod:`.text` -- the WikiText-2 test text and sentences cut from it;
 * :mod:`.lm` -- the one language-model evaluator: perplexity, KL divergence, top-1 agreement;
+* :mod:`.protocols` -- the perplexity protocols (full-window, llama-perplexity): windows, scored positions;
+* :mod:`.klreport` -- :class:`KLReport`, the statistics of ``llama-perplexity --kl-divergence``;
 * :mod:`.calibration` -- calibration data as batches, real example batches of a zoo model;
 * :mod:`.report` -- :class:`Report`, the base of every quantization report, and the table renderer;
 * :mod:`.fakequant` -- one fake-quantized ``nn.Linear`` and the helper that puts it in place;

@@ -1,25 +1,26 @@
 """The one language-model evaluator: perplexity, KL divergence and top-1 agreement.
 
-Protocol (llama.cpp's fixed-window ``perplexity``, so that qlab and llama.cpp agree token for token):
+Which tokens are scored is a :mod:`protocol <qlab.core.protocols>`:
 
-1. tokenize the text (default: the WikiText-2 test split, Merity et al. 2016) *without* BOS or any
-   special token;
-2. take the first ``windows * window`` tokens (a ValueError if the text is shorter) and split them
-   into ``windows`` non-overlapping windows of ``window`` tokens;
-3. run each window independently (positions restart at 0, no cache carried over) and score every
-   token after the first of its window: ``windows * (window - 1)`` predictions;
-4. perplexity = ``exp(mean negative log-likelihood)`` (natural log, mean in float64).
+* ``"full-window"`` (the default, every figure of the lessons): the text tokenized *without* BOS,
+  its first ``windows * window`` tokens split into non-overlapping windows, each run from an
+  empty context, every token after the first of its window scored (``windows * (window - 1)``);
+* ``"llama-perplexity"``: llama.cpp's ``llama-perplexity`` tool exactly -- BOS in place of each
+  chunk's first token when the vocabulary adds BOS, only the second half of each chunk scored --
+  the protocol of published llama.cpp tables.
 
-Against a float reference, for every scored position::
+perplexity = ``exp(mean negative log-likelihood)`` (natural log, mean in float64). Against a float
+reference, for every scored position::
 
     KL(P_ref || Q) = sum_v p_ref(v) * (log p_ref(v) - log q(v))      (nats)
     top-1 agreement = mean[ argmax p_ref == argmax q ]
 
-the statistics llama.cpp's ``perplexity --kl-divergence`` reports ("Mean KLD", "Same top p").
-:func:`reference` runs the float model once and keeps its token ids, log-probabilities (float32,
-or float16 to halve the memory -- 0.8 GB for SmolLM2 at 16 x 512 -- renormalised in float32 before
-use), exact top-1 tokens and per-token NLL; :func:`compare` then runs only the quantized model.
-Every comparison returns the same keys, :data:`METRICS`.
+and the rest of the statistics ``llama-perplexity --kl-divergence`` reports
+(:class:`~qlab.core.klreport.KLReport`). :func:`reference` runs the float model once and keeps its
+token ids, log-probabilities of the scored positions (float32, or float16 to halve the memory --
+0.8 GB for SmolLM2 at 16 x 512 -- renormalised in float32 before use), exact top-1 tokens and
+per-token NLL; :func:`kl_report` then runs only the quantized model, :func:`compare` gives its
+compact figures. One name per figure everywhere (evaluator, sweeps, caches): :data:`METRICS`.
 """
 
 from __future__ import annotations
@@ -27,33 +28,30 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 
+from .klreport import KLReport, median, percentile
 from .model import Loaded, torch_module
+from .protocols import PROTOCOLS, Protocol, protocol, tokenizer_bos
 from .text import wikitext2_test
 
-#: the keys of :func:`compare` (and of :func:`kl_divergence`: the last six)
+#: the keys of :func:`compare` (and of :func:`kl_divergence`: the last six); ``kl`` is the mean KL
+#: (nats) and ``top1`` the top-1 agreement, under these names in every sweep, table and cache
 METRICS = ("perplexity", "reference_perplexity", "delta_perplexity", "nll",
-           "kl_mean", "kl_median", "kl_p99", "kl_max", "top1_agreement", "n_tokens")  # fmt: skip
-
-#: the short column names sweeps and sensitivity tables give the metrics they keep of :func:`compare`
-COLUMNS = {"perplexity": "perplexity", "nll": "nll", "kl_mean": "kl", "top1_agreement": "top1"}
+           "kl", "kl_median", "kl_p99", "kl_max", "top1", "n_tokens")  # fmt: skip
 
 
-def columns(result: dict[str, float]) -> dict[str, float]:
-    """The :data:`COLUMNS` of a :func:`compare` result (those it has: llama.cpp's comparison reports
-    no ``nll``), under their short names (``kl``, ``top1``)."""
-    return {short: result[key] for key, short in COLUMNS.items() if key in result}
-
-
-def token_windows(m: Loaded, text: str | None = None, window: int = 512, windows: int = 16) -> torch.Tensor:
-    """Token ids ``(windows, window)`` int64 of ``text`` (default: WikiText-2 test), no BOS."""
-    if window < 2 or windows < 1:
-        raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
+def token_windows(
+    m: Loaded, text: str | None = None, window: int = 512, windows: int = 16, protocol: str | Protocol = "full-window"
+) -> torch.Tensor:
+    """Token ids ``(windows, window)`` int64 of ``text`` (default: WikiText-2 test) under ``protocol``
+    (``"full-window"``: no BOS; ``"llama-perplexity"``: BOS first in each window if the tokenizer adds one)."""
+    proto = _protocol(protocol, window, windows)
     if m.tokenizer is None:
         raise ValueError(f"{m.name} has no tokenizer: perplexity needs a causal language model")
     kind = getattr(m, "kind", "causal-lm")
@@ -70,11 +68,17 @@ def token_windows(m: Loaded, text: str | None = None, window: int = 512, windows
             f"measures extrapolation, not the model; use window <= {trained}",
             stacklevel=3,
         )
-    need = window * windows
-    ids = first_tokens(m.tokenizer, wikitext2_test() if text is None else text, need)
-    if len(ids) < need:
-        raise ValueError(f"text has {len(ids)} tokens, window * windows = {window} * {windows} = {need} needed")
-    return torch.tensor(ids, dtype=torch.int64).view(windows, window)
+    bos = tokenizer_bos(m.tokenizer) if proto.name == "llama-perplexity" else None
+    ids = first_tokens(m.tokenizer, wikitext2_test() if text is None else text, proto.min_text_tokens(bos))
+    return torch.from_numpy(proto.windows_of(ids, bos))
+
+
+def _protocol(name: str | Protocol, window: int, windows: int) -> Protocol:
+    if isinstance(name, Protocol):
+        if (name.window, name.windows) != (window, windows):
+            raise ValueError(f"protocol {name} disagrees with window={window}, windows={windows}")
+        return name
+    return protocol(name, window, windows)
 
 
 @lru_cache(maxsize=16)
@@ -109,14 +113,12 @@ def window_logits(
         yield from logits.float()
 
 
-def window_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log-probabilities (L-1, vocab), NLL of the actual next tokens (L-1,))`` of one window.
-
-    Position ``t`` predicts token ``t + 1``; the last position predicts past the window and is
-    not scored.
-    """
-    logp = torch.log_softmax(logits[:-1], dim=-1)
-    nll = -logp.gather(1, ids[1:, None])[:, 0]
+def window_logprobs(logits: torch.Tensor, ids: torch.Tensor, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log-probabilities (L-1-first, vocab), NLL of the actual next tokens (L-1-first,))`` of
+    one window: logits rows ``first`` .. ``L-2``, row ``t`` predicting token ``t + 1`` (the last
+    row predicts past the window and is never scored; ``first`` is :attr:`Protocol.first`)."""
+    logp = torch.log_softmax(logits[first:-1], dim=-1)
+    nll = -logp.gather(1, ids[first + 1 :, None])[:, 0]
     return logp, nll
 
 
@@ -133,22 +135,24 @@ def token_kl(ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def summarize(kl: torch.Tensor, same: torch.Tensor) -> dict[str, float]:
-    """Mean / median / 99th percentile / max of per-token KL, top-1 agreement and the token count."""
-    kl = kl.double().reshape(-1)
+    """Mean / median / 99th percentile / max of per-token KL (llama.cpp's median and percentile,
+    :mod:`qlab.core.klreport`), top-1 agreement and the token count."""
+    k = np.sort(kl.detach().reshape(-1).double().numpy())
+    nan = float("nan")
     return {
-        "kl_mean": kl.mean().item(),
-        "kl_median": kl.median().item(),
-        "kl_p99": torch.quantile(kl, 0.99).item() if kl.numel() else float("nan"),
-        "kl_max": kl.max().item(),
-        "top1_agreement": same.double().mean().item(),
-        "n_tokens": int(kl.numel()),
+        "kl": float(k.mean()) if k.size else nan,
+        "kl_median": median(k) if k.size else nan,
+        "kl_p99": percentile(k, 0.99) if k.size else nan,
+        "kl_max": float(k[-1]) if k.size else nan,
+        "top1": same.double().mean().item(),
+        "n_tokens": int(k.size),
     }
 
 
 def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
     """KL(ref || model) and top-1 agreement over all positions of two logit tensors ``(..., vocab)``.
 
-    Returns ``kl_mean``, ``kl_median``, ``kl_p99``, ``kl_max`` (nats), ``top1_agreement`` and
+    Returns ``kl`` (mean), ``kl_median``, ``kl_p99``, ``kl_max`` (nats), ``top1`` and
     ``n_tokens``. Also accepts log-probabilities (log_softmax is idempotent on them).
     """
     if ref_logits.shape != logits.shape:
@@ -161,8 +165,8 @@ def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, f
 @dataclass
 class Reference:
     """The reference model's run over a text: token ids ``(windows, window)``, log-probabilities
-    ``(windows, window - 1, vocab)`` of the scored positions (float32 or float16), their exact
-    top-1 tokens, per-token NLL and perplexity."""
+    ``(windows, scored, vocab)`` of the scored positions (float32 or float16), their exact top-1
+    tokens, per-token NLL ``(windows, scored)``, perplexity and the :class:`Protocol`."""
 
     name: str
     ids: torch.Tensor
@@ -170,6 +174,7 @@ class Reference:
     nll: torch.Tensor
     perplexity: float
     top1: torch.Tensor | None = None
+    protocol: Protocol = field(default_factory=Protocol)
 
     def __post_init__(self) -> None:
         if self.top1 is None:
@@ -196,51 +201,70 @@ def reference(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     batch: int = 1,
+    protocol: str | Protocol = "full-window",
 ) -> Reference:
     """Run the reference (float) model once and keep what :func:`compare` needs."""
-    ids = token_windows(m, text, window, windows)
+    proto = _protocol(protocol, window, windows)
+    ids = token_windows(m, text, window, windows, proto)
     logprobs = nll = top1 = None
     for w, lg in enumerate(window_logits(m, ids, progress, f"{m.name}: reference", batch)):
-        lp, n = window_logprobs(lg, ids[w])
+        lp, n = window_logprobs(lg, ids[w], proto.first)
         if logprobs is None:
-            logprobs = torch.empty(windows, window - 1, lp.shape[-1], dtype=dtype)
-            nll = torch.empty(windows, window - 1)
-            top1 = torch.empty(windows, window - 1, dtype=torch.int64)
+            logprobs = torch.empty(windows, proto.scored, lp.shape[-1], dtype=dtype)
+            nll = torch.empty(windows, proto.scored)
+            top1 = torch.empty(windows, proto.scored, dtype=torch.int64)
         logprobs[w] = lp
         nll[w] = n
         top1[w] = lp.argmax(-1)
-    return Reference(getattr(m, "name", "model"), ids, logprobs, nll, nll_to_perplexity(nll), top1)
+    return Reference(getattr(m, "name", "model"), ids, logprobs, nll, nll_to_perplexity(nll), top1, proto)
+
+
+def kl_report(m: Loaded, ref: Reference, progress: bool = True, batch: int = 1) -> KLReport:
+    """``llama-perplexity --kl-divergence``'s statistics of ``m`` against the reference run."""
+    label = f"{getattr(m, 'name', 'model')}: vs reference"
+    return report_logits(ref, window_logits(m, ref.ids, progress, label, batch))
 
 
 def compare(m: Loaded, ref: Reference, progress: bool = True, batch: int = 1) -> dict[str, float]:
     """Perplexity of ``m`` on the reference's tokens, and KL / top-1 agreement against it.
 
     Returns :data:`METRICS`: ``perplexity``, ``reference_perplexity``, ``delta_perplexity``, ``nll``
-    (mean) and the :func:`kl_divergence` statistics. The unmodified model gives KL exactly 0 when
-    run with the same torch thread count and ``batch`` as the reference (float32 GEMMs can differ
-    in the last bit otherwise).
+    (mean) and the :func:`kl_divergence` statistics (:meth:`KLReport.metrics` of :func:`kl_report`).
+    The unmodified model gives KL exactly 0 when run with the same torch thread count and
+    ``batch`` as the reference (float32 GEMMs can differ in the last bit otherwise).
     """
-    label = f"{getattr(m, 'name', 'model')}: vs reference"
-    return compare_logits(ref, window_logits(m, ref.ids, progress, label, batch))
+    return kl_report(m, ref, progress, batch).metrics()
 
 
-def compare_logits(ref: Reference, logits: Iterable[torch.Tensor]) -> dict[str, float]:
-    """:func:`compare`'s figures from the logits ``(window, vocab)`` of each of the reference's
-    windows, however they were computed (a PyTorch model, or a runtime such as llama.cpp)."""
+def report_logits(ref: Reference, logits: Iterable[torch.Tensor]) -> KLReport:
+    """:class:`KLReport` from the logits ``(window, vocab)`` of each of the reference's windows,
+    however they were computed (a PyTorch model, or a runtime such as llama.cpp)."""
+    first = ref.protocol.first
     kls, sames, nlls = [], [], []
     for w, lg in enumerate(logits):
-        lq, n = window_logprobs(lg, ref.ids[w])
+        lq, n = window_logprobs(lg, ref.ids[w], first)
         kls.append(token_kl(ref.logprobs[w], lq))
         sames.append(lq.argmax(-1) == ref.top1[w])
         nlls.append(n)
-    nll = torch.stack(nlls).double().mean().item()
-    ppl = math.exp(nll)
-    out = {"perplexity": ppl, "reference_perplexity": ref.perplexity, "delta_perplexity": ppl - ref.perplexity,
-           "nll": nll}  # fmt: skip
-    out.update(summarize(torch.stack(kls), torch.stack(sames)))
-    return out
+    if len(nlls) != ref.windows:
+        raise ValueError(f"got logits of {len(nlls)} windows, the reference has {ref.windows}")
+    scored = ref.protocol.scored
+    pos = np.arange(first + 1, ref.window)
+    return KLReport(
+        nll=torch.cat(nlls).double().numpy(), nll_base=ref.nll.reshape(-1).double().numpy(),
+        kl=torch.cat(kls).double().numpy(), same_top=torch.cat(sames).numpy(),
+        token=ref.ids[:, first + 1 :].reshape(-1).numpy(), window=np.repeat(np.arange(ref.windows), scored),
+        position=np.tile(pos, ref.windows), ids=ref.ids.numpy(), protocol=ref.protocol.to_dict(),
+    )  # fmt: skip
+
+
+def compare_logits(ref: Reference, logits: Iterable[torch.Tensor]) -> dict[str, float]:
+    """:func:`compare`'s figures from logits computed elsewhere (see :func:`report_logits`)."""
+    return report_logits(ref, logits).metrics()
+
 
 __all__ = [
-    "COLUMNS", "METRICS", "Reference", "columns", "compare", "compare_logits", "first_tokens", "kl_divergence", "nll_to_perplexity", "reference",
-    "summarize", "token_kl", "token_windows", "window_logits", "window_logprobs",
+    "KLReport", "METRICS", "PROTOCOLS", "Protocol", "Reference", "compare", "compare_logits", "first_tokens",
+    "kl_divergence", "kl_report", "nll_to_perplexity", "reference", "report_logits", "summarize", "token_kl",
+    "token_windows", "window_logits", "window_logprobs",
 ]  # fmt: skip

@@ -1,7 +1,9 @@
 """Evaluation of real models: perplexity, KL / top-1 agreement, embedding agreement, accuracy.
 
-* :func:`perplexity` -- llama.cpp's fixed-window protocol on WikiText-2 (see :mod:`.perplexity`);
+* :func:`perplexity` -- on WikiText-2, ``protocol="full-window"`` (default) or
+  ``"llama-perplexity"`` (llama.cpp's tool; see :mod:`.perplexity`);
 * :func:`reference` + :func:`compare` -- KL divergence and top-1 agreement against the float model;
+  :func:`kl_report` -- every statistic ``llama-perplexity --kl-divergence`` prints (:class:`KLReport`);
   :func:`kl_divergence` for two logit tensors;
 * :func:`embedding_similarity` -- cosine and top-10 neighbour overlap vs the fp32 encoder;
 * :func:`accuracy` -- classifier accuracy (digits-cnn test split).
@@ -14,16 +16,19 @@ Importing this package registers the default evaluation of each model kind, whic
 from ..core.text import calibration_text, sentences, wikitext2_test, wikitext_sentences
 from .classification import accuracy, predict
 from .embedding import embed, embedding_similarity, reference_embeddings, topk_overlap
-from .kl import Reference, compare, kl_divergence, reference
-from .perplexity import logits, perplexity, token_nll, token_windows
+from .kl import KLReport, Reference, compare, kl_divergence, kl_report, reference
+from .perplexity import PROTOCOLS, logits, perplexity, token_nll, token_windows
 
 __all__ = [
+    "KLReport",
+    "PROTOCOLS",
     "Reference",
     "accuracy",
     "compare",
     "embed",
     "embedding_similarity",
     "kl_divergence",
+    "kl_report",
     "logits",
     "perplexity",
     "predict",

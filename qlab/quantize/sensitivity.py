@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from ..core.lm import columns as lm_columns
 from ..core.lm import compare as lm_compare
 from ..core.lm import reference as lm_reference
 from ..core.model import Loaded, ModelLike
@@ -117,7 +116,7 @@ def layer_sensitivity(
             quantize_model(m, fmt, include=names)
             row: dict[str, Any] = {"group": g, "tensors": len(names), "params": sum(sizes[n] for n in names)}
             if lm:
-                r = lm_columns(lm_compare(m, ref, progress=False, batch=batch))
+                r = lm_compare(m, ref, progress=False, batch=batch)
                 row.update(kl=r["kl"], perplexity=r["perplexity"], top1=r["top1"])
                 row["delta_perplexity"] = r["perplexity"] - ref.perplexity
             else:

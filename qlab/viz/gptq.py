@@ -109,7 +109,7 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
     return W.VBox([W.HBox([bits, group]), out])
 
 
-COLUMNS = ("method", "bits", "group_size", "bits_per_weight", "perplexity", "kl_mean", "top1_agreement", "seconds")
+COLUMNS = ("method", "bits", "group_size", "bits_per_weight", "perplexity", "kl", "top1", "seconds")
 
 
 _METHODS = ("float", "rtn", "awq", "gptq")
@@ -145,9 +145,9 @@ def versus_rtn(rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
                 if r is None or rtn is None:
                     row["missing"] = [n for n, v in (("rtn", rtn), (method, r)) if v is None]
                 else:
-                    row.update(perplexity=r["perplexity"], rtn_perplexity=rtn["perplexity"], kl_mean=r["kl_mean"],
-                               rtn_kl_mean=rtn["kl_mean"], beats_ppl=r["perplexity"] < rtn["perplexity"],
-                               beats_kl=r["kl_mean"] < rtn["kl_mean"])  # fmt: skip
+                    row.update(perplexity=r["perplexity"], rtn_perplexity=rtn["perplexity"], kl=r["kl"],
+                               rtn_kl=rtn["kl"], beats_ppl=r["perplexity"] < rtn["perplexity"],
+                               beats_kl=r["kl"] < rtn["kl"])  # fmt: skip
                 out.append(row)
     return out
 
@@ -159,8 +159,8 @@ def methods_text(rows: list[dict[str, Any]] | None = None) -> str:
     rows = methods_rows() if rows is None else rows
     rows = [dict(r, group=("-" if r["bits"] == 32 else r["group_size"] or "channel")) for r in rows]
     cols = [("method", "method", None), ("bits", "bits", None), ("group", "group", None),
-            ("bits_per_weight", "bits/w", ".3f"), ("perplexity", "PPL", ".3f"), ("kl_mean", "KL", ".4f"),
-            ("top1_agreement", "top-1", ".3f"), ("seconds", "quantize s", ".0f")]  # fmt: skip
+            ("bits_per_weight", "bits/w", ".3f"), ("perplexity", "PPL", ".3f"), ("kl", "KL", ".4f"),
+            ("top1", "top-1", ".3f"), ("seconds", "quantize s", ".0f")]  # fmt: skip
     return format_table(rows, cols)
 
 

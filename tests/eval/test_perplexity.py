@@ -89,3 +89,21 @@ def test_sentence_encoder_is_refused_clearly(minilm):
     with pytest.raises(ValueError, match=r"minilm-l6 is a 'sentence-encoder' model: perplexity.*need a causal "
                                          r"language model \(kind 'causal-lm'"):
         perplexity(minilm, window=W, windows=N, progress=False)
+
+
+def test_llama_perplexity_protocol_scores_the_second_half(smollm2, nll):
+    """llama-perplexity on SmolLM2 (its GGUF sets add_bos_token = false: no BOS): the same windows
+    as full-window, only positions window/2 .. window-2 scored (window - 1 - window/2 tokens each)."""
+    from qlab.core.protocols import tokenizer_bos
+
+    assert tokenizer_bos(smollm2.tokenizer) is None
+    ids = token_windows(smollm2, window=W, windows=N, protocol="llama-perplexity")
+    assert torch.equal(ids, token_windows(smollm2, window=W, windows=N))
+    half = token_nll(smollm2, window=W, windows=N, progress=False, protocol="llama-perplexity")
+    assert half.shape == (N, W - 1 - W // 2)
+    torch.testing.assert_close(half, nll[:, W // 2 :])
+    ppl = perplexity(smollm2, window=W, windows=N, progress=False, protocol="llama-perplexity")
+    assert ppl == pytest.approx(math.exp(nll[:, W // 2 :].double().mean().item()), rel=1e-6)
+    assert ppl < perplexity(smollm2, window=W, windows=N, progress=False)  # later tokens have more context
+    with pytest.raises(ValueError, match="protocol='strided'"):
+        perplexity(smollm2, window=W, windows=N, progress=False, protocol="strided")

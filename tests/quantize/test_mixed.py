@@ -89,9 +89,9 @@ def test_beats_uniform_on_held_out_text(scan):
     snap = WeightSnapshot(m)
     ref = lm.reference(m, None, 128, 2, torch.float16, progress=False, batch=4)
     mixed_bytes = quantize_model(m, res.recipe, source=snap).total_bytes
-    mixed = lm.columns(lm.compare(m, ref, progress=False, batch=4))
+    mixed = lm.compare(m, ref, progress=False, batch=4)
     uniform_bytes_ = quantize_model(m, BASE, source=snap).total_bytes
-    uniform = lm.columns(lm.compare(m, ref, progress=False, batch=4))
+    uniform = lm.compare(m, ref, progress=False, batch=4)
     snap.restore(m)
     assert mixed_bytes == res.total_bytes <= uniform_bytes_ == budget
     assert mixed["kl"] < 0.95 * uniform["kl"], (res.choice, mixed, uniform)

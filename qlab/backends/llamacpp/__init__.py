@@ -7,8 +7,9 @@
 
 * :func:`export_gguf` -- the model as a GGUF file (same recipes as ``qlab.quantize_model``),
   tokenizer and metadata copied from the GGUF it was loaded from;
-* :func:`perplexity`, :func:`window_logits`, :func:`compare` -- qlab's perplexity protocol and
-  KL / top-1 agreement, computed by llama.cpp (llama-cpp-python);
+* :func:`perplexity`, :func:`window_logits`, :func:`compare`, :func:`kl_report` -- qlab's
+  perplexity protocols (``"full-window"``, ``"llama-perplexity"``), KL / top-1 agreement and the
+  full ``--kl-divergence`` statistics, computed by llama.cpp (llama-cpp-python);
 * :func:`llama_quantize` -- llama.cpp's own quantizer, the reference for qlab's files;
 * :func:`sweep` -- ``qlab.sweep``'s size-vs-accuracy table measured in llama.cpp.
 
@@ -17,7 +18,7 @@
 
 from .export import ExportReport, TensorRow, export_gguf, gguf_name_map, permute_qk, unpermute_qk
 from .recipe import FTYPES, TensorChoice, file_type, ggml_type, resolve_types
-from .run import compare, llama_quantize, perplexity, tokenize, window_logits
+from .run import compare, kl_report, llama_quantize, perplexity, tokenize, window_logits
 from .sweep import sweep
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "TensorChoice",
     "perplexity",
     "compare",
+    "kl_report",
     "window_logits",
     "tokenize",
     "llama_quantize",

@@ -54,11 +54,16 @@ def tokenize(path: str, texts: list[str], add_bos: bool = False) -> list[list[in
         llm.close()
 
 
-def logits(path: str, ids: np.ndarray, window: int, threads: int | None = None, **llama_kwargs: Any) -> Iterator[np.ndarray]:
-    """float32 ``(len(row), vocab)`` logits of each row of ``ids``, each from an empty KV cache."""
+def logits(path: str, ids: np.ndarray, window: int, threads: int | None = None, first: int = 0,
+           nll_only: bool = False, **llama_kwargs: Any) -> Iterator[np.ndarray]:
+    """For each row of ``ids``, evaluated from an empty KV cache: its float32 ``(len(row), vocab)``
+    logits, or with ``nll_only`` the NLL of tokens ``first + 1`` .. ``len(row) - 1`` under logits
+    rows ``first`` .. ``len(row) - 2`` (float64: 4 KB to send back instead of the 100 MB of a
+    512 x 49,152 logits window; ``first`` is the protocol's first scored row)."""
     llm = _load(path, window, threads, **llama_kwargs)
     try:
-        yield from _eval_rows(llm, np.asarray(ids))
+        for row, out in zip(np.asarray(ids), _eval_rows(llm, np.asarray(ids)), strict=True):
+            yield nll(out[first:-1], row[first + 1 :]) if nll_only else out
     finally:
         llm.close()
 
@@ -70,20 +75,47 @@ def _eval_rows(llm: Any, ids: np.ndarray) -> Iterator[np.ndarray]:
         yield np.array(llm.scores[: len(row)], dtype=np.float32)
 
 
-def first_tokens(llm: Any, text: str, need: int) -> np.ndarray:
-    """The first ``need`` tokens of ``text`` (no BOS) without tokenizing all of it (WikiText-2 is
-    1.3 MB). BPE works inside pre-tokenizer chunks (words, runs of spaces, digits), so the tokens
-    of a prefix equal those of the full text except for the last chunk or two; keep a margin of 64
-    tokens past ``need`` and double the prefix until it holds."""
+def _prefix_tokens(llm: Any, text: str, need: int) -> np.ndarray:
+    """The first ``<= need`` tokens of ``text`` (no BOS) without tokenizing all of it (WikiText-2
+    is 1.3 MB). BPE works inside pre-tokenizer chunks (words, runs of spaces, digits), so the
+    tokens of a prefix equal those of the full text except for the last chunk or two; keep a
+    margin of 64 tokens past ``need`` and double the prefix until it holds."""
     chars = 8 * need + 1024
     while True:
         toks = llm.tokenize(text[:chars].encode("utf-8"), add_bos=False, special=False)
         if chars >= len(text) or len(toks) >= need + 64:
-            break
+            return np.asarray(toks[:need], dtype=np.int64)
         chars *= 2
-    if len(toks) < need:
-        raise ValueError(f"text has {len(toks)} tokens, need {need}")
-    return np.asarray(toks[:need], dtype=np.int64)
+
+
+def text_tokens(path: str, text: str, need: int) -> tuple[int | None, np.ndarray]:
+    """``(BOS id if the vocabulary adds BOS else None, the first <= need tokens of the text
+    without BOS)``, vocab-only load. BOS is detected the way llama.cpp's tokenizer adds it
+    (``add_special=True`` obeys ``llama_vocab_get_add_bos``)."""
+    llm = _llama_cpp().Llama(model_path=path, vocab_only=True, verbose=False)
+    try:
+        probe = llm.tokenize(b"a", add_bos=True, special=False)
+        plain = llm.tokenize(b"a", add_bos=False, special=False)
+        bos = int(probe[0]) if len(probe) == len(plain) + 1 else None
+        return bos, _prefix_tokens(llm, text, need)
+    finally:
+        llm.close()
+
+
+def text_windows(path: str, text: str, window: int, windows: int, threads: int | None = None,
+                 **llama_kwargs: Any) -> Iterator[np.ndarray]:
+    """One load, tokenize, evaluate (``qlab doctor``'s smoke test): yields the first
+    ``window * windows`` tokens (no BOS) as ``(windows, window)``, then each window's logits."""
+    llm = _load(path, window, threads, **llama_kwargs)
+    try:
+        ids = _prefix_tokens(llm, text, window * windows)
+        if len(ids) < window * windows:
+            raise ValueError(f"text has {len(ids)} tokens, need {window * windows}")
+        ids = ids.reshape(windows, window)
+        yield ids
+        yield from _eval_rows(llm, ids)
+    finally:
+        llm.close()
 
 
 def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -92,22 +124,6 @@ def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     mx = x.max(axis=1, keepdims=True)
     lse = mx[:, 0] + np.log(np.exp(x - mx).sum(axis=1))
     return lse - x[np.arange(len(targets)), targets]
-
-
-def text_windows(path: str, text: str, window: int, windows: int, threads: int | None = None,
-                 nll_only: bool = False, **llama_kwargs: Any) -> Iterator[np.ndarray]:
-    """One load for a whole perplexity run: yields the token ids ``(windows, window)`` of the text's
-    first ``window * windows`` tokens, then for each window its logits (see :func:`logits`) or,
-    with ``nll_only``, the NLL of every token after the first (``window - 1`` float64: 4 KB to send
-    back instead of the 100 MB of a 512 x 49,152 logits window)."""
-    llm = _load(path, window, threads, **llama_kwargs)
-    try:
-        ids = first_tokens(llm, text, window * windows).reshape(windows, window)
-        yield ids
-        for row, out in zip(ids, _eval_rows(llm, ids), strict=True):
-            yield nll(out[:-1], row[1:]) if nll_only else out
-    finally:
-        llm.close()
 
 
 def model_quantize(src: str, dst: str, ftype: int, pure: bool = False, nthread: int = 0,
@@ -179,7 +195,7 @@ def raise_signal(path: str, signum: int) -> None:
     signal.pause()  # pragma: no cover
 
 
-OPS = {f.__name__: f for f in (tokenize, logits, text_windows, model_quantize, quantize_chunk, quantize_chunks, system_info, raise_signal)}
+OPS = {f.__name__: f for f in (tokenize, logits, text_tokens, text_windows, model_quantize, quantize_chunk, quantize_chunks, system_info, raise_signal)}
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """Evaluate a GGUF file inside llama.cpp (llama-cpp-python): tokens, logits, perplexity, quantize.
 
-The perplexity protocol is the one of :func:`qlab.eval.perplexity`: tokenize the text without
-BOS (with llama.cpp's own tokenizer, read from the GGUF), take the first ``windows * window``
-tokens, split them into non-overlapping windows, evaluate each window from an empty KV cache and
-score every token after the first one; return ``exp(mean NLL)``. (llama.cpp's ``llama-perplexity``
-tool scores only the second half of each window; here every position is scored so that the
-number is comparable with qlab's.)
+The perplexity protocols are those of :func:`qlab.eval.perplexity` (:mod:`qlab.core.protocols`,
+the same window construction and scored positions): ``"full-window"`` (default; no BOS, every
+token after the first of each window scored, comparable with qlab's figures) or
+``"llama-perplexity"`` (what llama.cpp's ``llama-perplexity`` tool computes: BOS in place of each
+chunk's first token when the vocabulary adds BOS, the second half of each chunk scored). The text
+is tokenized by llama.cpp's own tokenizer (read from the GGUF); each window is evaluated from an
+empty KV cache.
 
 llama.cpp runs with its defaults otherwise (F16 KV cache, all CPU cores). Extra keyword
 arguments are passed to ``llama_cpp.Llama`` (e.g. ``type_k=0, type_v=0`` for an F32 KV cache).
@@ -22,10 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from ...core.klreport import KLReport
+from ...core.lm import report_logits
+from ...core.protocols import Protocol
+from ...core.protocols import protocol as make_protocol
 from .isolate import call, stream
 from .recipe import FTYPES
 
-__all__ = ["compare", "llama_quantize", "perplexity", "tokenize", "window_logits"]
+__all__ = ["compare", "kl_report", "llama_quantize", "perplexity", "tokenize", "window_logits"]
 
 
 def _gguf(path: str | Path, arg: str = "path") -> str:
@@ -46,48 +51,54 @@ def tokenize(path: str | Path, text: str, add_bos: bool = False) -> list[int]:
     return call("tokenize", _gguf(path), [text], add_bos)[0]
 
 
-def _run_windows(path: str, ids: np.ndarray, window: int, **llama_kwargs: Any) -> Iterator[np.ndarray]:
-    """Logits float32 ``(window, vocab)`` of each row of ``ids``, each from an empty KV cache."""
-    return stream("logits", path, np.ascontiguousarray(ids, dtype=np.int64), window, **llama_kwargs)
+def _windows(path: str, text: str, proto: Protocol) -> np.ndarray:
+    """The protocol's token windows ``(windows, window)`` built from llama.cpp's tokens of ``text``."""
+    bos, toks = call("text_tokens", path, text, proto.min_text_tokens(None))
+    return proto.windows_of(toks, bos)
+
+
+def _run_windows(path: str, ids: np.ndarray, window: int, **kwargs: Any) -> Iterator[np.ndarray]:
+    """For each row of ``ids`` (from an empty KV cache): its logits ``(window, vocab)`` float32,
+    or with ``nll_only=True, first=...`` the NLL of the scored tokens (see ``_child.logits``)."""
+    return stream("logits", path, np.ascontiguousarray(ids, dtype=np.int64), window, **kwargs)
 
 
 def window_logits(
-    path: str | Path, text: str, window: int = 512, windows: int = 16, **llama_kwargs: Any
+    path: str | Path, text: str, window: int = 512, windows: int = 16, protocol: str = "full-window", **llama_kwargs: Any
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(tokens int64 (window,), logits float32 (window, vocab))`` for each window, from llama.cpp."""
-    if window < 2 or windows < 1:
-        raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
-    # one child process loads the model once, tokenizes with it, then evaluates every window
-    windows_out = stream("text_windows", _gguf(path), text, window, windows, **llama_kwargs)
-    ids = next(windows_out)
-    yield from zip(ids, windows_out, strict=True)
+    proto = make_protocol(protocol, window, windows)
+    p = _gguf(path)
+    ids = _windows(p, text, proto)
+    yield from zip(ids, _run_windows(p, ids, window, **llama_kwargs), strict=True)
 
 
 def perplexity(
-    path: str | Path, text: str, window: int = 512, windows: int = 16, **llama_kwargs: Any
+    path: str | Path, text: str, window: int = 512, windows: int = 16, protocol: str = "full-window", **llama_kwargs: Any
 ) -> float:
-    """exp(mean NLL) of every token after the first of each window, computed by llama.cpp (the
-    child computes each window's NLL in float64 and sends back only that)."""
-    if window < 2 or windows < 1:
-        raise ValueError(f"need window >= 2 and windows >= 1, got window={window}, windows={windows}")
-    out = stream("text_windows", _gguf(path), text, window, windows, nll_only=True, **llama_kwargs)
-    next(out)  # the token ids
-    nll = np.concatenate(list(out))
+    """exp(mean NLL) of the scored tokens under ``protocol``, computed by llama.cpp (the child
+    computes each window's NLL in float64 and sends back only that)."""
+    proto = make_protocol(protocol, window, windows)
+    p = _gguf(path)
+    ids = _windows(p, text, proto)
+    nll = np.concatenate(list(_run_windows(p, ids, window, first=proto.first, nll_only=True, **llama_kwargs)))
     return float(np.exp(nll.mean()))
 
 
-def compare(path: str | Path, ref: Any, **llama_kwargs: Any) -> dict[str, float]:
-    """llama.cpp's figures for a GGUF file against a float reference run of qlab
-    (:func:`qlab.eval.reference`): perplexity on the reference's very tokens, KL(ref || llama.cpp)
-    and top-1 agreement -- the keys of :func:`qlab.eval.compare`, as ``llama-perplexity
-    --kl-divergence`` reports them."""
+def kl_report(path: str | Path, ref: Any, **llama_kwargs: Any) -> KLReport:
+    """llama.cpp's run of a GGUF file against a float reference run of qlab
+    (:func:`qlab.eval.reference`, whose protocol it follows), on the reference's very tokens:
+    every statistic ``llama-perplexity --kl-divergence`` prints (:class:`~qlab.core.klreport.KLReport`)."""
     import torch
 
-    from ...core.lm import compare_logits
+    logits = _run_windows(_gguf(path), ref.ids.numpy(), ref.window, **llama_kwargs)
+    return report_logits(ref, (torch.from_numpy(lg) for lg in logits))
 
-    ids = ref.ids.numpy()
-    logits = _run_windows(_gguf(path), ids, ref.window, **llama_kwargs)
-    return compare_logits(ref, (torch.from_numpy(lg) for lg in logits))
+
+def compare(path: str | Path, ref: Any, **llama_kwargs: Any) -> dict[str, float]:
+    """The compact figures of :func:`kl_report` -- perplexity, KL(ref || llama.cpp), top-1
+    agreement: the keys of :func:`qlab.eval.compare`."""
+    return kl_report(path, ref, **llama_kwargs).metrics()
 
 
 def llama_quantize(

@@ -18,13 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...core.lm import columns as lm_columns
 from ...core.model import Loaded
 from ...quantize.model import recipe_label
 from ...quantize.recipes import torch_module
 from .export import export_gguf
 from .recipe import resolve_types
-from .run import compare
+from .run import kl_report
 
 
 def sweep(
@@ -37,6 +36,8 @@ def sweep(
     windows: int = 16,
     directory: str | Path | None = None,
     progress: bool = True,
+    protocol: str = "full-window",
+    reports: dict[str, Any] | None = None,
     **llama_kwargs: Any,
 ) -> Any:
     """Export ``m`` once per recipe and measure each file in llama.cpp; return a ``SweepResult``.
@@ -46,11 +47,13 @@ def sweep(
     before any work. ``directory``: where the GGUF files go (default: a temporary directory,
     removed afterwards). Rows: ``bits_per_weight`` and ``mb`` of the written tensors and file,
     ``perplexity``, ``kl``, ``top1``, ``seconds`` (export + evaluation); ``rows[0]`` is qlab's
-    float model, the reference all KL values are measured against.
+    float model, the reference all KL values are measured against. ``protocol``: the perplexity
+    protocol (``"full-window"`` or ``"llama-perplexity"``); ``reports``: a dict that receives each
+    format's :class:`~qlab.core.klreport.KLReport` (llama.cpp vs qlab's float model) by label.
     """
     from tqdm.auto import tqdm
 
-    from ...analysis.sweep import SweepResult
+    from ...analysis.sweep import LM_COLUMNS, SweepResult
     from ...eval import reference
 
     if getattr(m, "kind", None) != "causal-lm":
@@ -67,7 +70,7 @@ def sweep(
             raise ValueError(f"{label}: llama.cpp cannot run this recipe: {e}") from None
 
     t0 = time.perf_counter()
-    ref = reference(m, text, window, windows, progress=progress)
+    ref = reference(m, text, window, windows, progress=progress, protocol=protocol)
     n_params = sum(p.numel() for p in torch_module(m).parameters())
     rows: list[dict[str, Any]] = [{
         "format": "f32 (reference)", "reference": True, "bits_per_weight": 32.0, "mb": 4 * n_params / 1e6,
@@ -81,13 +84,17 @@ def sweep(
             bar.set_postfix_str(label)
             t0 = time.perf_counter()
             rep = export_gguf(m, folder / f"{m.name}-{_slug(label)}.gguf", recipe)
-            got = compare(rep.path, ref, **llama_kwargs)
+            report = kl_report(rep.path, ref, **llama_kwargs)
+            if reports is not None:
+                reports[label] = report
+            got = report.metrics()
             rows.append({
                 "format": label, "bits_per_weight": rep.bits_per_weight, "mb": rep.file_bytes / 1e6,
-                "fallbacks": len(rep.fallbacks), **lm_columns(got), "seconds": time.perf_counter() - t0,
+                "fallbacks": len(rep.fallbacks), **{k: got[k] for k in LM_COLUMNS if k in got}, "seconds": time.perf_counter() - t0,
                 "file": str(rep.path),
             })  # fmt: skip
-    return SweepResult(rows, metric, f"{m.name} in llama.cpp", {"window": window, "windows": windows})
+    params = {"window": window, "windows": windows, **({"protocol": protocol} if protocol != "full-window" else {})}
+    return SweepResult(rows, metric, f"{m.name} in llama.cpp", params)
 
 
 def _slug(label: str) -> str:

@@ -117,7 +117,7 @@ def test_f32_perplexity_matches_qlab(exported: Any, ref: Any, in_llama: Any, wik
     assert 5 < ref.perplexity < 500
     assert _rel(theirs, ref.perplexity) < 0.005, (ref.perplexity, theirs)
     r = in_llama("f32")
-    assert r["n_tokens"] == WINDOWS * (WINDOW - 1) and r["kl_mean"] < 1e-4 and r["top1_agreement"] > 0.99
+    assert r["n_tokens"] == WINDOWS * (WINDOW - 1) and r["kl"] < 1e-4 and r["top1"] > 0.99
     with pytest.raises(ValueError, match="need"):
         perplexity(path, wikitext[:2000], window=WINDOW, windows=WINDOWS)
     with pytest.raises(ValueError, match="window >= 2"):
@@ -136,8 +136,8 @@ def test_quantized_perplexity_matches_simulation(fmt: str, exported: Any, simula
 
 def test_activation_rounding_explains_the_residual(simulated: Any, in_llama: Any) -> None:
     weight_only, both, theirs = simulated("q8_0"), simulated("q8_0", True), in_llama("q8_0")
-    assert _rel(theirs["kl_mean"], both["kl_mean"]) < 0.1, (weight_only, both, theirs)
-    assert weight_only["kl_mean"] < 0.5 * theirs["kl_mean"]
+    assert _rel(theirs["kl"], both["kl"]) < 0.1, (weight_only, both, theirs)
+    assert weight_only["kl"] < 0.5 * theirs["kl"]
     # Top-1 agreement with the reference is a rate over n = 1,022 tokens, and the two runs do not
     # flip the same tokens (ggml's SIMD rounding and summation order differ from qlab's: on the
     # portable AVX2 build their argmaxes differ on 4.4 % of tokens), so the two rates differ by
@@ -145,8 +145,65 @@ def test_activation_rounding_explains_the_residual(simulated: Any, in_llama: Any
     # q <= (1 - a_theirs) + (1 - a_both) (a disagreement needs one of them off the reference):
     # allow two such sd (0.018 here; measured 0.0078 on the AVX2 build).
     n = theirs["n_tokens"]
-    q_max = (1 - theirs["top1_agreement"]) + (1 - both["top1_agreement"])
-    assert abs(theirs["top1_agreement"] - both["top1_agreement"]) <= 2 * (q_max / n) ** 0.5
-    assert theirs["top1_agreement"] < weight_only["top1_agreement"]
+    q_max = (1 - theirs["top1"]) + (1 - both["top1"])
+    assert abs(theirs["top1"] - both["top1"]) <= 2 * (q_max / n) ** 0.5
+    assert theirs["top1"] < weight_only["top1"]
     # the float32 model alone: rounding its inputs costs far more than llama.cpp's F32 path differs
-    assert simulated("f32", True)["kl_mean"] > 100 * in_llama("f32")["kl_mean"]
+    assert simulated("f32", True)["kl"] > 100 * in_llama("f32")["kl"]
+
+
+def test_llama_perplexity_protocol_matches_llama_cpp(exported: Any, smollm2: Any, wikitext: str) -> None:
+    """``protocol="llama-perplexity"`` (llama.cpp's ``llama-perplexity``: second half of each chunk
+    scored) on qlab's F32 GGUF: qlab's float model and llama.cpp agree within 0.1 % (2 chunks of
+    256 tokens), and llama.cpp's KL report against qlab's reference scores the same tokens."""
+    from qlab.backends.llamacpp import kl_report
+    from qlab.eval import perplexity as qlab_perplexity
+    from qlab.eval import reference
+
+    path, _ = exported("f32")
+    kw = dict(window=256, windows=2, protocol="llama-perplexity")
+    ours = qlab_perplexity(smollm2, wikitext, progress=False, **kw)
+    theirs = perplexity(path, wikitext, **kw)
+    print(f"llama-perplexity 2 x 256: qlab {ours:.5f}, llama.cpp {theirs:.5f}")
+    assert _rel(theirs, ours) < 1e-3, (ours, theirs)
+    assert _rel(ours, qlab_perplexity(smollm2, wikitext, 256, 2, progress=False)) > 0.01  # another protocol
+    ref = reference(smollm2, wikitext, progress=False, **kw)
+    rep = kl_report(path, ref)
+    s = rep.stats
+    assert s["n_tokens"] == 2 * (256 - 1 - 128) and set(rep.position) == set(range(129, 256))
+    assert s["ppl"] == pytest.approx(theirs, rel=1e-4)  # float32 vs float64 log-softmax
+    assert s["ppl_base"] == pytest.approx(ours, rel=1e-9)
+    assert s["kl"] < 1e-4 and s["same_top"] > 0.98 and s["cor_ln_ppl"] > 0.999
+
+
+def test_llama_perplexity_protocol_with_bos(exported: Any, wikitext: str, tmp_path: Any) -> None:
+    """A vocabulary that adds BOS (qlab's F32 file with ``tokenizer.ggml.add_bos_token`` set by
+    gguf-py): llama.cpp and qlab (the model loaded from that file) both put BOS first in the text
+    and in place of every chunk's first token, and agree on the perplexity within 0.1 %."""
+    import shutil
+
+    import gguf
+
+    from qlab.backends.llamacpp import window_logits
+    from qlab.eval import perplexity as qlab_perplexity
+    from qlab.eval import token_windows
+    from qlab.models import load
+
+    path = tmp_path / "bos.gguf"
+    shutil.copy(exported("f32")[0], path)
+    reader = gguf.GGUFReader(path, "r+")
+    field = reader.fields["tokenizer.ggml.add_bos_token"]
+    field.parts[field.data[0]][0] = True
+    reader.data.flush()
+    del reader
+    bos = 1  # SmolLM2's tokenizer.ggml.bos_token_id
+    plain = tokenize(path, wikitext[:4000])
+    theirs_ids = np.stack([ids for ids, _ in window_logits(path, wikitext, 64, 2, protocol="llama-perplexity")])
+    want = np.asarray([bos, *plain[:127]]).reshape(2, 64)
+    want[:, 0] = bos
+    np.testing.assert_array_equal(theirs_ids, want)
+    m = load(path, progress=False)
+    np.testing.assert_array_equal(token_windows(m, wikitext, 64, 2, protocol="llama-perplexity").numpy(), want)
+    kw = dict(window=256, windows=2, protocol="llama-perplexity")
+    ours, theirs = qlab_perplexity(m, wikitext, progress=False, **kw), perplexity(path, wikitext, **kw)
+    assert _rel(theirs, ours) < 1e-3, (ours, theirs)
