@@ -155,6 +155,15 @@ def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, f
     Returns ``kl`` (mean), ``kl_median``, ``kl_p99``, ``kl_max`` (nats), ``top1`` and
     ``n_tokens``. Also accepts log-probabilities (log_softmax is idempotent on them).
     """
+    for name, t in (("ref_logits", ref_logits), ("logits", logits)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of logits, got {type(t).__name__}")
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers (float or int logits), got dtype {t.dtype}")
+        if t.dim() == 0 or t.numel() == 0:
+            raise ValueError(f"{name} has no positions to compare (shape {tuple(t.shape)}); need (..., vocab)")
+        if not bool(torch.isfinite(t.double()).all()):
+            raise ValueError(f"{name} has NaN/Inf values; KL is defined for finite logits")
     if ref_logits.shape != logits.shape:
         raise ValueError(f"shapes differ: reference {tuple(ref_logits.shape)} vs model {tuple(logits.shape)}")
     v = ref_logits.shape[-1]

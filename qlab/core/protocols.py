@@ -46,8 +46,14 @@ class Protocol:
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
             raise ValueError(f"protocol={self.name!r}: unknown; valid: {', '.join(map(repr, PROTOCOLS))}")
-        if self.window < 2 or self.windows < 1:
-            raise ValueError(f"need window >= 2 and windows >= 1, got window={self.window}, windows={self.windows}")
+        for k in ("window", "windows"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{k} must be an int, got {v!r}")
+        least = 3 if self.name == "llama-perplexity" else 2  # at least one scored prediction per window
+        if self.window < least or self.windows < 1:
+            raise ValueError(f"protocol={self.name!r} needs window >= {least} (one scored token per window) and "
+                             f"windows >= 1, got window={self.window}, windows={self.windows}")
 
     @property
     def first(self) -> int:
