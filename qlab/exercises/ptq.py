@@ -13,7 +13,7 @@ def minmax_qparams(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """qlab's answer: a ``minmax`` observer on ``x``, then the asymmetric ``int{bits}`` grid's qparams."""
     import torch
 
-    from .. import observers
+    from ..quantize import observers
 
     obs = observers.get("minmax")
     obs.observe(torch.from_numpy(np.ascontiguousarray(x, np.float32)))

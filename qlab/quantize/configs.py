@@ -50,7 +50,7 @@ class PTQConfig(QuantConfig):
     calibration batches, then weights and activations are fake-quantized with those fixed ranges.
 
     ``observer``: ``"minmax"``, ``"moving_average"``, ``"percentile"``, ``"mse"`` or ``"entropy"``
-    (:func:`qlab.observers.get`), with ``observer_options``; ``activation_granularity``:
+    (:func:`qlab.quantize.observers.get`), with ``observer_options``; ``activation_granularity``:
     ``"tensor"`` or ``"channel"`` (one range per input feature/channel).
     """
 

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import observers
 from ..core.metrics import sqnr_from_power
 from ..core.model import Loaded
 from ..core.report import format_table
 from ..formats import integer
+from ..quantize import observers
 from ..quantize.configs import PTQConfig, activation_spec
 from ..quantize.recipes import torch_module
 
@@ -82,7 +82,7 @@ def observer_state(x: np.ndarray, observer: str, bits: int = 4, percentile: floa
 
 
 def observer_table(x: np.ndarray, bits: int = 4, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """:func:`observer_state` of every observer (default :func:`qlab.observers.names`), without arrays."""
+    """:func:`observer_state` of every observer (default :func:`qlab.quantize.observers.names`), without arrays."""
     rows = []
     for n in names or observers.names():
         s = observer_state(x, n, bits)

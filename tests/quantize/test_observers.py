@@ -18,7 +18,7 @@ from torch.ao.quantization import (
     PerChannelMinMaxObserver,
 )
 
-import qlab.observers
+import qlab.quantize.observers
 from qlab import formats
 from qlab.quantize.configs import activation_spec
 from qlab.quantize.fakequant import RangeQuantizer
@@ -39,7 +39,7 @@ def _feed(obs, batches):
 # -- min-max, against torch.ao.quantization ------------------------------------------------------
 def test_minmax_qparams_equal_torch_affine_and_symmetric():
     bs = _batches()
-    ours = _feed(qlab.observers.get("minmax"), bs)
+    ours = _feed(qlab.quantize.observers.get("minmax"), bs)
     t_aff = _feed(MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine), bs)
     s, z = ours.qparams("int8", symmetric=False)  # uint8 grid 0..255, zero-point: torch's quint8
     ts, tz = t_aff.calculate_qparams()
@@ -54,7 +54,7 @@ def test_minmax_qparams_equal_torch_affine_and_symmetric():
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_per_channel_minmax_equals_torch(axis):
     bs = _batches(1)
-    ours = _feed(qlab.observers.get("minmax", granularity="channel", axis=axis), bs)
+    ours = _feed(qlab.quantize.observers.get("minmax", granularity="channel", axis=axis), bs)
     theirs = _feed(PerChannelMinMaxObserver(ch_axis=axis, dtype=torch.quint8, qscheme=torch.per_channel_affine), bs)
     lo, hi = ours.range()
     assert np.array_equal(lo, theirs.min_val.numpy()) and np.array_equal(hi, theirs.max_val.numpy())
@@ -66,7 +66,7 @@ def test_per_channel_minmax_equals_torch(axis):
 def test_qparams_are_the_formats_own_scales():
     """A min-max range over one tensor gives exactly the scale qlab.formats.int8 stores for it."""
     x = _batches(2, 1)[0]
-    obs = _feed(qlab.observers.get("minmax"), [x])
+    obs = _feed(qlab.quantize.observers.get("minmax"), [x])
     for sym in (True, False):
         enc = formats.get("int8").encode(x, granularity="tensor", symmetric=sym)
         s, z = obs.qparams("int8", symmetric=sym)
@@ -77,7 +77,7 @@ def test_qparams_are_the_formats_own_scales():
 # -- moving average ------------------------------------------------------------------------------
 def test_moving_average_equals_torch_and_a_hand_loop():
     bs = _batches(3, 6)
-    ours = _feed(qlab.observers.get("moving_average", averaging_constant=0.1), bs)
+    ours = _feed(qlab.quantize.observers.get("moving_average", averaging_constant=0.1), bs)
     theirs = _feed(MovingAverageMinMaxObserver(averaging_constant=0.1), bs)
     lo, hi = ours.range()
     assert lo == theirs.min_val.item() and hi == theirs.max_val.item()
@@ -91,7 +91,7 @@ def test_moving_average_equals_torch_and_a_hand_loop():
 
 def test_moving_average_per_channel_equals_torch():
     bs = _batches(4, 5)
-    ours = _feed(qlab.observers.get("ema", granularity="channel", axis=1, averaging_constant=0.2), bs)
+    ours = _feed(qlab.quantize.observers.get("ema", granularity="channel", axis=1, averaging_constant=0.2), bs)
     theirs = _feed(MovingAveragePerChannelMinMaxObserver(averaging_constant=0.2, ch_axis=1), bs)
     lo, hi = ours.range()
     assert np.array_equal(lo, theirs.min_val.numpy()) and np.array_equal(hi, theirs.max_val.numpy())
@@ -103,8 +103,8 @@ def test_per_channel_isolates_a_channel_outlier():
     x = torch.randn(256, 8, generator=g)
     x[:, 3] *= 100  # one outlier channel (axis 1)
     spec = activation_spec("int8", {"symmetric": True})
-    t = _feed(qlab.observers.get("minmax"), [x])
-    c = _feed(qlab.observers.get("minmax", granularity="channel", axis=1), [x])
+    t = _feed(qlab.quantize.observers.get("minmax"), [x])
+    c = _feed(qlab.quantize.observers.get("minmax", granularity="channel", axis=1), [x])
     yt = RangeQuantizer(spec, *t.range())(x)
     lo, hi = c.range()
     yc = RangeQuantizer(spec, lo, hi, axis=1)(x)
@@ -126,7 +126,7 @@ def test_per_channel_isolates_a_channel_outlier():
 def test_percentile_matches_numpy_within_one_bin(p):
     torch.manual_seed(6)
     bs = [torch.distributions.Laplace(0.0, 1.0 + i).sample((20000,)) for i in range(3)]  # later batches grow the range
-    obs = _feed(qlab.observers.get("percentile", percentile=p), bs)
+    obs = _feed(qlab.quantize.observers.get("percentile", percentile=p), bs)
     x = torch.cat(bs).numpy()
     a = np.sort(np.abs(x))
     lo, hi = obs.range()
@@ -144,7 +144,7 @@ def test_percentile_matches_numpy_within_one_bin(p):
 def test_percentile_per_channel_matches_numpy():
     g = torch.Generator().manual_seed(7)
     x = torch.randn(4000, 6, generator=g) * torch.arange(1, 7)
-    obs = _feed(qlab.observers.get("percentile", granularity="channel", axis=1, percentile=99.0), [x[:2000], x[2000:]])
+    obs = _feed(qlab.quantize.observers.get("percentile", granularity="channel", axis=1, percentile=99.0), [x[:2000], x[2000:]])
     ref = np.percentile(np.abs(x.numpy()), 99.0, axis=0)
     _, hi = obs.range()
     assert np.all(np.abs(hi - ref) <= obs.width + 1e-6)
@@ -155,7 +155,7 @@ def test_percentile_per_channel_matches_numpy():
 def test_histogram_growth_keeps_every_count(values, split):
     x = torch.tensor(values, dtype=torch.float32)
     parts = [x[: len(x) * split // 4], x[len(x) * split // 4 :]]
-    obs = _feed(qlab.observers.get("percentile", bins=64), parts)
+    obs = _feed(qlab.quantize.observers.get("percentile", bins=64), parts)
     assert obs.hist.sum() == len(values)
     assert obs.top.item() >= np.abs(x.numpy()).max()
     lo, hi = obs.range()
@@ -203,7 +203,7 @@ def test_kl_search_equals_brute_force(seed, nq):
 def test_entropy_observer_clips_heavy_tails_and_keeps_light_ones():
     rng = np.random.default_rng(4)
     heavy = torch.from_numpy(np.abs(rng.standard_t(2, 200000)).astype(np.float32))
-    obs = _feed(qlab.observers.get("entropy"), [heavy])
+    obs = _feed(qlab.quantize.observers.get("entropy"), [heavy])
     lo, hi = obs.range("int8")
     i = kl_argmin(obs.hist.numpy()[0], 128, 1, 256)  # non-negative data: 2**8 quantized bins
     assert hi == np.float32(i * obs.width[0]) and lo == heavy.min().item()
@@ -219,7 +219,7 @@ def test_mse_observer_near_brute_force_and_not_worse_than_torch(dist):
          "student_t3": torch.distributions.StudentT(3.0).sample((30000,)),
          "normal": torch.randn(30000, generator=g)}[dist]  # fmt: skip
     spec = activation_spec("int8", {})  # asymmetric uint8 grid, as torch's quint8
-    obs = _feed(qlab.observers.get("mse"), x.split(10000))
+    obs = _feed(qlab.quantize.observers.get("mse"), x.split(10000))
 
     def mse(lo, hi):
         return ((RangeQuantizer(spec, lo, hi)(x) - x) ** 2).double().mean().item()
@@ -233,7 +233,7 @@ def test_mse_observer_near_brute_force_and_not_worse_than_torch(dist):
     s, z = th.calculate_qparams()
     theirs = ((torch.fake_quantize_per_tensor_affine(x, float(s), int(z), 0, 255) - x) ** 2).double().mean().item()
     assert ours <= theirs * 1.01
-    mm = _feed(qlab.observers.get("minmax"), [x])
+    mm = _feed(qlab.quantize.observers.get("minmax"), [x])
     assert ours <= mse(*mm.range()) * 1.001
 
 
@@ -243,29 +243,29 @@ def test_mse_observer_works_for_fp8():
     torch.manual_seed(9)
     x = torch.distributions.StudentT(3.0).sample((20000,))
     spec = activation_spec("fp8_e4m3", {})
-    obs = _feed(qlab.observers.get("mse"), [x])
+    obs = _feed(qlab.quantize.observers.get("mse"), [x])
     lo, hi = obs.range(spec)
     err = ((RangeQuantizer(spec, lo, hi)(x) - x) ** 2).mean()
-    mm = _feed(qlab.observers.get("minmax"), [x])
+    mm = _feed(qlab.quantize.observers.get("minmax"), [x])
     assert err <= ((RangeQuantizer(spec, *mm.range())(x) - x) ** 2).mean() * 1.05
 
 
 # -- registry and bad input ---------------------------------------------------------------------------
 def test_get_names_and_aliases():
-    assert qlab.observers.names() == ["minmax", "moving_average", "percentile", "mse", "entropy"]
-    assert qlab.observers.get("KL").name == "entropy"
-    assert isinstance(qlab.observers.get("ema"), qlab.observers.MovingAverageMinMaxObserver)
+    assert qlab.quantize.observers.names() == ["minmax", "moving_average", "percentile", "mse", "entropy"]
+    assert qlab.quantize.observers.get("KL").name == "entropy"
+    assert isinstance(qlab.quantize.observers.get("ema"), qlab.quantize.observers.MovingAverageMinMaxObserver)
     with pytest.raises(ValueError, match="unknown observer 'kmeans'.*minmax"):
-        qlab.observers.get("kmeans")
+        qlab.quantize.observers.get("kmeans")
     with pytest.raises(ValueError, match="unknown option.*'pct'"):
-        qlab.observers.get("percentile", pct=99)
+        qlab.quantize.observers.get("percentile", pct=99)
     with pytest.raises(ValueError, match="granularity"):
-        qlab.observers.get("minmax", granularity="row")
+        qlab.quantize.observers.get("minmax", granularity="row")
 
 
 @pytest.mark.parametrize("name", ["minmax", "moving_average", "percentile", "mse", "entropy"])
 def test_nan_input_and_no_data_raise(name):
-    obs = qlab.observers.get(name)
+    obs = qlab.quantize.observers.get(name)
     obs.where = "fc1"
     with pytest.raises(ValueError, match="seen no data"):
         obs.range()
@@ -280,7 +280,7 @@ def test_nan_input_and_no_data_raise(name):
 
 
 def test_channel_count_must_not_change():
-    obs = qlab.observers.get("minmax", granularity="channel", axis=1)
+    obs = qlab.quantize.observers.get("minmax", granularity="channel", axis=1)
     obs(torch.ones(2, 3))
     with pytest.raises(ValueError, match="4 channels, earlier batches had 3"):
         obs(torch.ones(2, 4))
