@@ -20,6 +20,7 @@ are shared between copies (quantization never touches them). :func:`clear_cache`
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,8 +129,15 @@ def _resolve(name_or_path: str | Path) -> tuple[str, str, tuple]:
 
         file = smollm2_gguf() if name_or_path == "smollm2-135m" else minilm_dir()
         return name_or_path, name_or_path, _file_key(file.resolve())
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise TypeError(f"name_or_path must be a model name or a path, got {type(name_or_path).__name__}: {name_or_path!r}")
     path = Path(name_or_path).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise ValueError(f"{str(name_or_path)[:80]!r}... is not a usable path ({e.strerror}); qlab model names: "
+                         f"{', '.join(ZOO)}") from None
+    if not exists:
         raise ValueError(
             f"{str(name_or_path)!r} is neither a qlab model name ({', '.join(ZOO)}) nor an existing "
             f".gguf file or model directory"

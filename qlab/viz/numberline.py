@@ -19,8 +19,14 @@ from ..formats.codebook import NF4_CODE
 FLOAT_FORMATS = ("fp32", "fp16", "bf16", "fp8_e5m2", "fp8_e4m3", "fp8_e3m4", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "nf4")
 
 
+def _check(name: Any) -> None:
+    if name not in FLOAT_FORMATS:
+        raise ValueError(f"the number line shows scalar float formats; got {name!r}, valid: {', '.join(FLOAT_FORMATS)}")
+
+
 def grid(name: str) -> np.ndarray:
     """Every finite representable value of ``name``, ascending (one zero). NF4: its 16 levels on [-1, 1]."""
+    _check(name)
     if name == "nf4":
         return np.unique(NF4_CODE.astype(np.float32))
     if name == "fp32":
@@ -36,6 +42,7 @@ def format_facts(name: str) -> dict[str, Any]:
     finite values, dynamic range (binades = log2(max / smallest positive)) and ``relative_step``:
     ``2**-mantissa_bits``, the gap above a normal value at the bottom of its binade relative to that
     value (the worst relative step among normal values; NF4: the largest gap / value among its levels)."""
+    _check(name)
     if name == "fp32":
         fi = np.finfo(np.float32)
         e, m, bias = 8, 23, 127
