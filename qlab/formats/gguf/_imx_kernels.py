@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from ._kq_kernels import _make_qkx2
-from ._qx_kernels import EPS, nearest_int, signed_absmax
+from ._qx_kernels import EPS, nearest_int, pick_lane, signed_absmax
 
 _F = np.float32
 QK_K = 256
@@ -68,14 +68,7 @@ def make_qx_w(x, w, nmax, L, isc, sx, s2):
             fl = _F(min(max(nearest_int(isc[t] * xi), lo), hi))
             sx[t] += wx * fl  # C: w*x[i]*l == (w*x)*l
             s2[t] += wi * fl * fl
-    scale = sx[9] / s2[9] if s2[9] != 0 else _F(0.0)  # C: suml2 ? ... (NaN counts as true)
-    best = scale * sx[9]
-    win = 9
-    for t in range(19):
-        if t != 9 and s2[t] > 0 and sx[t] * sx[t] > best * s2[t]:
-            scale = sx[t] / s2[t]
-            best = scale * sx[t]
-            win = t
+    scale, win = pick_lane(sx, s2)
     for i in range(n):
         L[i] = min(max(nearest_int(isc[win] * x[i]), lo), hi) + nmax
     return scale

@@ -174,6 +174,23 @@ def q3k_codes(x):
 
 
 # -- Q6_K ------------------------------------------------------------------------------------------
+@njit(cache=True, inline="always", error_model="numpy")
+def pick_lane(sx, s2):
+    """llama.cpp ``make_qx_quants``' choice among its 19 trial scales, replayed from the per-lane
+    sums ``sx`` (sum w*x*l) and ``s2`` (sum w*l*l): lane 9 (``is = 0``) first, then a lane wins when
+    ``sx^2 / s2`` beats the best so far (C: ``suml2 ? sumlx/suml2 : 0``, NaN counts as true).
+    Returns ``(scale, lane)``."""
+    scale = sx[9] / s2[9] if s2[9] != 0 else _F(0.0)
+    best = scale * sx[9]
+    win = 9
+    for t in range(19):
+        if t != 9 and s2[t] > 0 and sx[t] * sx[t] > best * s2[t]:
+            scale = sx[t] / s2[t]
+            best = scale * sx[t]
+            win = t
+    return scale, win
+
+
 @njit(cache=True, error_model="numpy")
 def _make_qx_quants_q6(x, b, off, L, isc, sx, s2):
     """``make_qx_quants(16, 32, x, L, rmse_type=1, NULL)``: weights x**2, first guess
@@ -201,14 +218,7 @@ def _make_qx_quants_q6(x, b, off, L, isc, sx, s2):
             fl = _F(min(max(nearest_int(isc[t] * xi), -32), 31))
             sx[t] += wx * fl  # w*x[i]*l == (w*x)*l
             s2[t] += w * fl * fl
-    scale = sx[9] / s2[9] if s2[9] != 0 else _F(0.0)
-    best = scale * sx[9]
-    win = 9
-    for t in range(19):
-        if t != 9 and s2[t] > 0 and sx[t] * sx[t] > best * s2[t]:
-            scale = sx[t] / s2[t]
-            best = scale * sx[t]
-            win = t
+    scale, win = pick_lane(sx, s2)
     for i in range(16):
         L[b, off + i] = min(max(nearest_int(isc[win] * x[b, off + i]), -32), 31) + 32
     return scale

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._qx_kernels import fp32_to_fp16_bits, nearest_int
+from ._imx_kernels import make_qp_w
+from ._qx_kernels import fp32_to_fp16_bits
 from .common import get_fp16, register
 from .iq_grids import KSIGNS, decoder_grid, quantizer_grid
 from .iq_lattice import (
@@ -37,69 +38,6 @@ from .iq_lattice import (
 
 _F = np.float32
 XXS, XS, S = 0, 1, 2
-
-
-@njit(cache=True, error_model="numpy")
-def make_qp_quants(n, nmax, x, w, L):
-    """``make_qp_quants(n, nmax, x, L, quant_weights)``: the non-negative scale IQ2_XXS starts
-    from. ``L`` is C's ``uint8_t`` array: a negative level (``x`` holds one negated value when the
-    sign parity was fixed) is stored wrapped to 256 + l and read back as that, as in C."""
-    mx = _F(0.0)
-    for i in range(n):
-        mx = mx if mx > x[i] else x[i]
-    if mx < _F(1e-15):
-        for i in range(n):
-            L[i] = 0
-        return _F(0.0)
-    fn = _F(nmax)
-    iscale = fn / mx
-    for i in range(n):
-        L[i] = nearest_int(iscale * x[i]) & 255
-    scale = _F(1.0) / iscale
-    best_mse = _F(0.0)
-    for i in range(n):
-        diff = x[i] - scale * _F(L[i])
-        best_mse += w[i] * diff * diff
-    for t in range(-4, 5):
-        if t == 0:
-            continue
-        iscale_is = (_F(0.1) * _F(t) + fn) / mx
-        scale_is = _F(1.0) / iscale_is
-        mse = _F(0.0)
-        for i in range(n):
-            lv = min(nmax, nearest_int(iscale_is * x[i]))
-            diff = x[i] - scale_is * _F(lv)
-            mse += w[i] * diff * diff
-        if mse < best_mse:
-            best_mse = mse
-            iscale = iscale_is
-    sumlx = _F(0.0)
-    suml2 = _F(0.0)
-    for i in range(n):
-        lv = min(nmax, nearest_int(iscale * x[i]))
-        L[i] = lv & 255
-        sumlx += w[i] * x[i] * _F(lv)
-        suml2 += w[i] * _F(lv) * _F(lv)
-    for _ in range(5):
-        n_changed = 0
-        for i in range(n):
-            wi = w[i]
-            fl = _F(L[i])
-            slx = sumlx - wi * x[i] * fl
-            sl2 = suml2 - wi * fl * fl
-            if slx > 0 and sl2 > 0:
-                new_l = min(nmax, nearest_int(x[i] * sl2 / slx))
-                if new_l != L[i]:
-                    slx += wi * x[i] * _F(new_l)
-                    sl2 += wi * _F(new_l) * _F(new_l)
-                    if slx * slx * suml2 > sumlx * sumlx * sl2:
-                        L[i] = new_l & 255
-                        sumlx = slx
-                        suml2 = sl2
-                        n_changed += 1
-        if not n_changed:
-            break
-    return sumlx / suml2 if suml2 > 0 else _F(0.0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -143,7 +81,7 @@ def iq2_kernel(x, qw, has_qw, grid, kmap, neigh, kind):
                 scales[ib] = 0
                 continue
             if kind == XXS:
-                scale = make_qp_quants(32, 4, xval, weight, L)
+                scale = make_qp_w(xval, weight, 4, L)  # llama.cpp make_qp_quants(32, 4, ...)
                 eff_max = scale * _F(3.0)
                 if eff_max <= 0:
                     scales[ib] = 0
