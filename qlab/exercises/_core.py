@@ -135,6 +135,31 @@ def show(name: str) -> str:
     return f"Exercise {ex.name} (lesson {ex.lesson}): {ex.prompt}"
 
 
+def solution(name: str) -> str:
+    """The reference solution of exercise ``name``: the source of a ``my_...`` function."""
+    from .solutions import SOLUTIONS
+
+    get(name)  # an unknown name lists the known ones
+    if name not in SOLUTIONS:
+        raise ValueError(f"exercise {name!r} has no reference solution yet")
+    return SOLUTIONS[name]
+
+
+def check_solution(name: str) -> Result:
+    """Run :func:`solution` through :func:`check`, as a learner's answer is run."""
+    import math
+
+    import torch
+
+    src = solution(name)
+    ns: dict[str, Any] = {"np": np, "torch": torch, "math": math}
+    exec(compile(src, f"<solution {name}>", "exec"), ns)  # noqa: S102 - qlab's own source, not input
+    fns = [v for k, v in ns.items() if k.startswith("my_") and callable(v)]
+    if len(fns) != 1:
+        raise ValueError(f"the solution of {name!r} must define exactly one my_... function, found {len(fns)}")
+    return check(name, fns[0])
+
+
 def check(name: str, fn: Callable[..., Any]) -> Result:
     """Run ``fn`` on every test case of exercise ``name`` and compare with qlab's reference."""
     ex = get(name)
@@ -148,6 +173,9 @@ def check(name: str, fn: Callable[..., Any]) -> Result:
             got = fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - report the learner's error, do not crash the lesson
             return Result(name, False, n, f"case {n} ({shown}) raised {type(err).__name__}: {err}", ex.hint)
+        if got is None and expected is not None:  # a stub (`...` body) or a missing `return`
+            return Result(name, False, n, f"case {n} ({shown}): your function returned None -- complete its body "
+                          "and `return` the answer", ex.hint)
         # an answer of a kind no reference has is the learner's mistake, reported with the hint:
         # complex values (whose imaginary part a float comparison would drop), or values that
         # cannot be compared at all (strings, objects)
@@ -174,4 +202,6 @@ def check(name: str, fn: Callable[..., Any]) -> Result:
 def _short(a: Any) -> str:
     if hasattr(a, "shape") and getattr(a, "ndim", 0) > 0:
         return f"array{tuple(a.shape)}"
+    if isinstance(a, float | np.floating):  # 6 digits: the last bits of a computed case differ across CPUs
+        return f"{float(a):.6g}"
     return repr(a)
