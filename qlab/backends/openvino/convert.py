@@ -9,8 +9,9 @@ format it has a frontend for (ONNX among them). qlab takes the second path:
 * SmolLM2 is traced here (:func:`export_lm_onnx`): logits of ``input_ids`` with no KV cache, an
   all-ones attention mask passed in (without one, transformers 5 builds the causal mask with
   ``aten::diff``, which neither the ONNX exporter nor ``ovc`` converts) and eager attention;
-* ``read_model`` runs only the frontend: ``ovc``'s ``convert_model`` also starts the OpenVINO
-  telemetry client (Google Analytics), which qlab keeps off (:mod:`qlab._offline`).
+* ``read_model`` runs the ONNX frontend alone; ``ovc``'s ``convert_model`` of the torch module
+  fails on SmolLM2 without the mask workaround (same ``aten::diff``) and would trace the model a
+  second way. OpenVINO's telemetry client stays off either way (:mod:`qlab._offline`).
 
 **Precision.** On a CPU with AVX512-BF16/AMX the CPU plugin's default ``INFERENCE_PRECISION_HINT``
 is ``bf16``: an "fp32" IR then runs its float ops in bfloat16 (MiniLM hidden states and SmolLM2
