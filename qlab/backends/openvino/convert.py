@@ -141,9 +141,16 @@ def derived(src: Path, tag: str) -> Path:
     return src.with_name(src.name.removesuffix(".fp32.xml") + f".{tag}.xml")
 
 
-def compile_ir(model: Any, threads: int | None = None, precision: str = "f32") -> Any:
+def compile_ir(model: Any, threads: int | None = None, precision: str = "f32",
+               dynamic_quantization: int | None = None) -> Any:
     """A ``CompiledModel`` on the CPU plugin: ``precision`` of the float ops (``INFERENCE_PRECISION_HINT``),
-    ``threads`` inference threads (default: torch's thread count, so both runtimes get the same cores)."""
+    ``threads`` inference threads (default: torch's thread count, so both runtimes get the same cores).
+
+    ``dynamic_quantization``: ``DYNAMIC_QUANTIZATION_GROUP_SIZE``. For a ``MatMul`` with compressed
+    (int8/int4) weights the CPU plugin by default also quantizes the *activations* to int8 on the
+    fly, one scale per 32 values, and runs an integer kernel (so a "weight-only" row is W4A8 /
+    W8A8 at run time); 0 turns that off (what the cross-check tests use), ``None`` keeps the
+    plugin's default (what the tables time)."""
     if precision not in PRECISIONS:
         raise ValueError(f"{BACKEND}: precision must be one of {PRECISIONS}, got {precision!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -151,6 +158,8 @@ def compile_ir(model: Any, threads: int | None = None, precision: str = "f32") -
     src = str(model) if isinstance(model, str | os.PathLike) else model
     cfg = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
            "PERFORMANCE_HINT": "LATENCY"}
+    if dynamic_quantization is not None:
+        cfg["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = dynamic_quantization
     return core().compile_model(src, "CPU", cfg)
 
 

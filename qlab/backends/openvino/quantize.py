@@ -129,15 +129,18 @@ def dataset(m: Loaded, batches: Sequence[Any]) -> Any:
 
 
 def quantize_static(
-    m: Loaded, calibration: Sequence[Any] | None, preset: str = "performance", subset_size: int = 300,
+    m: Loaded, calibration: Sequence[Any] | None, preset: str | None = None, subset_size: int = 300,
     directory: str | os.PathLike | None = None,
 ) -> BackendModel:
     """8-bit static PTQ with ``nncf.quantize`` on qlab calibration batches (see the module docstring).
-    ``subset_size``: calibration *samples* (NNCF counts dataset items: one qlab batch each)."""
+    ``preset``: ``"performance"`` (symmetric activations) or ``"mixed"`` (asymmetric); default
+    NNCF's own, ``mixed`` for a sentence encoder and ``performance`` otherwise. ``subset_size``:
+    calibration *samples* (NNCF counts dataset items: one qlab batch each)."""
     check_kind(m)
     if m.kind == "causal-lm":
         raise ValueError(f"{BACKEND}: static int8 PTQ is offered for digits-cnn and sentence encoders; for a "
                          f"causal LM ({m.name}) use compress_weights")
+    preset = preset or ("mixed" if m.kind == "sentence-encoder" else "performance")
     if preset not in STATIC_PRESETS:
         raise ValueError(f"{BACKEND}: preset must be one of {STATIC_PRESETS}, got {preset!r}")
     if not isinstance(subset_size, int) or subset_size < 1:
