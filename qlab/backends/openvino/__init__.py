@@ -39,6 +39,7 @@ from .quantize import (
     weight_types,
 )
 from .simulate import MODES, Compressed, compress, compressed_weights, constant_values, simulate
+from .speed import speedup
 
 __all__ = [
     "BACKEND",
@@ -65,5 +66,6 @@ __all__ = [
     "quantize_static",
     "save_ir",
     "simulate",
+    "speedup",
     "weight_types",
 ]

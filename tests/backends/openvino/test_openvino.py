@@ -158,3 +158,14 @@ def test_smollm2_converts_and_runs(workdir: Path) -> None:
         f.model(ids[0])
     with pytest.raises(ValueError, match="for a causal LM"):
         ovb.quantize_static(m, [ids])
+
+
+def test_speedup_measures_ratios(minilm: Any) -> None:
+    """The lesson-15 figure: ratios round by round, quartiles ordered, timings of all three kept."""
+    r = ovb.speedup(minilm, batch_sizes=(1,), repeat=3, threads=1)
+    q1, med, q3 = r[1]["vs_torch_fp32"]
+    assert 0 < q1 <= med <= q3 and set(r[1]["ms"]) == {"torch_fp32", "openvino_fp32", "openvino_int8"}
+    with pytest.raises(ValueError, match="repeat must be"):
+        ovb.speedup(minilm, repeat=1)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        ovb.speedup(minilm, batch_sizes=(0,))
