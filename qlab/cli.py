@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 DEFAULT_FORMATS = "q8_0,q6_k,q5_0,q4_k,q4_0,nf4,fp8_e4m3,mxfp4,int4"
 LLAMACPP_FORMATS = "q8_0,q6_k,q5_0,q4_k,q4_0"
-RUNTIMES = ("torch_native", "onnxruntime", "bitsandbytes", "all")
+RUNTIMES = ("torch_native", "onnxruntime", "bitsandbytes", "openvino", "all")
 
 
 def _formats(arg: str) -> list[str]:

@@ -8,7 +8,8 @@ One line per check, each ``ok``, ``WARN`` or ``FAIL`` with the fix:
 * which optional runtimes import, and a few-second smoke test of each real one: llama.cpp
   evaluates a few tokens of the SmolLM2 GGUF (in its child process, so a crash is a verdict, not
   the end of the doctor), an ONNX Runtime session, a bitsandbytes ``Linear4bit``, a ``torch.ao``
-  dynamic int8 Linear, and the headless Chromium of the browser test.
+  dynamic int8 Linear, an OpenVINO int4 (NNCF-compressed) MatMul on the CPU plugin against qlab's
+  simulation, and the headless Chromium of the browser test.
 
 :func:`run` returns the :class:`Check` list; :func:`main` prints it and returns 1 if any failed.
 """
@@ -150,7 +151,7 @@ def _llama_build() -> Check:
 def _imports() -> Check:
     import importlib
 
-    mods = ("torch", "llama_cpp", "onnxruntime", "onnx", "bitsandbytes", "transformers", "playwright")
+    mods = ("torch", "llama_cpp", "onnxruntime", "onnx", "bitsandbytes", "openvino", "nncf", "transformers", "playwright")
     missing = []
     for mod in mods:
         try:
@@ -238,6 +239,26 @@ def _torch_ao() -> tuple[str, str]:
     return ("ok" if err < 0.05 else "FAIL"), f"torch {torch.__version__} dynamic int8 Linear, {err:.1e} relative error"
 
 
+def _openvino() -> tuple[str, str]:
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from .backends.openvino import compile_ir, compress_weights_ir, simulate
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((128, 32)).astype(np.float32)
+    x = rng.standard_normal((4, 128)).astype(np.float32)
+    p = ops.parameter([-1, 128], np.float32, name="x")
+    q = compress_weights_ir(ov.Model([ops.matmul(p, ops.constant(w), False, False)], [p]), "int4_sym", 32,
+                            all_layers=True)
+    y = compile_ir(q, threads=1, dynamic_quantization=0)(x)[0]
+    y_sim = x @ simulate(w, "int4_sym", 32)
+    err = float(np.abs(y - y_sim).max() / np.abs(y_sim).max())
+    return ("ok" if err < 2e-3 else "FAIL"), (f"openvino {ov.get_version().split('-')[0]} CPU plugin, NNCF int4_sym "
+                                              f"MatMul vs qlab's simulation {err:.1e} relative")  # fmt: skip
+
+
 def _browser() -> tuple[str, str]:
     import os
 
@@ -265,6 +286,7 @@ def run(smoke: bool = True) -> Iterator[Check]:
     yield _timed("onnxruntime", _onnxruntime, "`make install`")
     yield _timed("bitsandbytes", _bitsandbytes, f"reinstall the locked bitsandbytes: `make clean install`; {README}")
     yield _timed("torch.ao int8", _torch_ao, "`make install` (torch 2.13.0 CPU)")
+    yield _timed("openvino", _openvino, "`make install` (openvino and nncf from requirements.lock)")
     yield _timed("browser", _browser, "as root: apt-get install chromium (scripts/install_browser.sh)")
 
 

@@ -47,10 +47,17 @@ def test_doctor_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out.splitlines()
     names = ["python", "packages", "cpu", "llama.cpp build", "runtimes import", "llama.cpp", "onnxruntime",
-             "bitsandbytes", "torch.ao int8", "browser"]  # fmt: skip
+             "bitsandbytes", "torch.ao int8", "openvino", "browser"]  # fmt: skip
     assert [line[7:25].strip() for line in out[:-1]] == names
     assert all(line.startswith(("[  ok]", "[WARN]")) for line in out[:-1]), out
     assert out[-1] == "qlab doctor: all good"
+
+
+def test_openvino_smoke_test() -> None:
+    """The OpenVINO check runs in seconds and its verdict is one line."""
+    check = doctor._timed("openvino", doctor._openvino, "fix")
+    assert check.status == "ok", check.line()
+    assert "int4_sym" in check.detail and "\n" not in check.line()
 
 
 def test_doctor_without_smoke_tests(capsys: pytest.CaptureFixture[str]) -> None:

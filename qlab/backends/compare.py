@@ -1,7 +1,7 @@
 """Compare real backends on one model: bytes on disk / in memory, accuracy, latency ratio.
 
 Every backend package (:mod:`qlab.backends.torch_native`, :mod:`qlab.backends.onnxruntime`,
-:mod:`qlab.backends.bitsandbytes`) returns a :class:`BackendModel`: the quantized model *running
+:mod:`qlab.backends.bitsandbytes`, :mod:`qlab.backends.openvino`) returns a :class:`BackendModel`: the quantized model *running
 on that runtime*, wrapped so that :mod:`qlab.eval` works on it unchanged (it has the ``name``,
 ``kind``, ``model``, ``tokenizer`` and ``config`` of a :class:`qlab.models.LoadedModel`), plus the
 bytes it takes.
@@ -38,7 +38,7 @@ from .model import BackendModel, float_model, saved_bytes, state_bytes
 
 batches = example_batches  # the name the lessons use
 
-BACKENDS = ("torch_native", "onnxruntime", "bitsandbytes")
+BACKENDS = ("torch_native", "onnxruntime", "bitsandbytes", "openvino")
 
 
 # ----------------------------------------------------------------------------------------- tables
@@ -112,6 +112,8 @@ def compare(
                 from .onnxruntime.export import session
 
                 b.model.session = session(b.path, threads)
+            elif hasattr(b.model, "recompile"):  # OpenVINO: a CompiledModel with that many threads
+                b.model.recompile(threads)
     batch = batches(m, batch_size, batch_size, "eval")[0] if batch is None else batch
     fns = {str(i): (lambda b=b: run_batch(b.model, batch)) for i, b in enumerate(allm)}
     lat = measure_latency(fns, repeat, threads=threads)
@@ -160,6 +162,27 @@ def backend_models(m: Loaded, backend: str = "all", calibration: Sequence[Any] |
             out.append(ort_backend.quantize_weight_only(m, "int4", block_size=32))
     if "bitsandbytes" in want:
         out += [bnb_backend.quantize(m, w) for w in ("int8", "nf4", "fp4")]
+    if "openvino" in want:
+        out += openvino_models(m, calib)
+    return out
+
+
+def openvino_models(m: Loaded, calibration: Sequence[Any] | None = None) -> list[BackendModel]:
+    """The OpenVINO rows: the float IR (f32, and bf16 = OpenVINO's default on CPUs with AMX /
+    AVX512-BF16), NNCF static int8 (digits-cnn, MiniLM), NNCF weight compression int8 and int4
+    (MiniLM, SmolLM2; int4 in groups of 32, SmolLM2's 576 inputs having no 128-group), int4 with
+    AWQ. NNCF's scale estimation is left out: on MiniLM it gave cosine -0.03 (measured, NNCF 3.4)."""
+    from . import openvino as ovb
+
+    out = [ovb.float_model(m), ovb.float_model(m, "bf16")]
+    if m.kind in ("image-classifier", "sentence-encoder"):
+        out.append(ovb.quantize_static(m, calibration if calibration is not None else batches(m, 128, 32, "calibration")))
+    if m.kind in ("sentence-encoder", "causal-lm"):
+        cal = calibration if calibration is not None else (
+            batches(m, 32, 1, "calibration") if m.kind == "causal-lm" else batches(m, 128, 32, "calibration"))
+        out.append(ovb.compress_weights(m, "int8_asym"))
+        out += [ovb.compress_weights(m, mode, 32) for mode in ("int4_sym", "int4_asym")]
+        out.append(ovb.compress_weights(m, "int4_asym", 32, calibration=cal, awq=True))
     return out
 
 
@@ -191,7 +214,7 @@ def plot_backends(
     labels = [f"{r['backend']}: {r['scheme']}" for r in rows]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.38 * len(rows) + 1.4), sharey=True)
     axes = [axes] if len(metrics) == 1 else list(axes)
-    colors = {"torch": "0.55", "torch_native": "C0", "onnxruntime": "C1", "bitsandbytes": "C2"}
+    colors = {"torch": "0.55", "torch_native": "C0", "onnxruntime": "C1", "bitsandbytes": "C2", "openvino": "C4"}
     for ax, key in zip(axes, metrics, strict=True):
         vals = [float(r[key]) / (1e6 if key.endswith("bytes") else 1) for r in rows]
         ax.barh(range(len(rows)), vals, color=[colors.get(r["backend"], "C3") for r in rows])
@@ -213,5 +236,5 @@ def plot_backends(
 
 
 __all__ = ["BACKENDS", "CALIBRATION_OFFSET", "LM_WINDOW", "BackendModel", "BackendTable", "backend_models", "backend_table", "batches", "compare",
-           "default_metrics", "float_model", "measure_latency", "plot_backends", "run_batch", "saved_bytes",
+           "default_metrics", "float_model", "measure_latency", "openvino_models", "plot_backends", "run_batch", "saved_bytes",
            "state_bytes", "tokenize"]
