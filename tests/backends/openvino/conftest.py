@@ -1,22 +1,10 @@
-"""Real zoo models, loaded once per test session with the network blocked (offline proof)."""
+"""A scratch directory for the IR files of one test module (the models come from tests/backends/conftest.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-
-from tests.models._offline import load_offline
-
-
-@pytest.fixture(scope="session")
-def minilm() -> Any:
-    return load_offline("minilm-l6")
-
-
-@pytest.fixture(scope="session")
-def digits() -> Any:
-    return load_offline("digits-cnn")
 
 
 @pytest.fixture(scope="module")

@@ -77,3 +77,41 @@ def llama_cpp_bytes(t: str, x: np.ndarray) -> bytes:
     fmt = F.get(t)
     x = np.ascontiguousarray(x, dtype=np.float32)
     return call("quantize_chunk", fmt.ggml_type, x, x.size // fmt.block_size * fmt.type_size)
+
+
+def adversarial_inputs(seed: int, n: int, tiny: float, zero_row: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Matrices (8 or 4 rows of ``n``) that reach the rare branches of GGML's searches -- all-zero
+    and near-zero blocks and sub-blocks (``tiny`` in one 32-block; ``zero_row``: a whole zero row),
+    constants (max == min), exact ties (sort order), one spike, one sign, huge and tiny magnitudes,
+    sparse rows, heavy tails -- and importance vectors from flat to 1e12 apart."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((8, n)).astype(np.float32)
+    holes = base.copy()
+    holes[:, 32:64] = 0  # one zero 32-block in the first super-block
+    holes[1, 256:512] = 0  # a whole zero super-block
+    holes[2, ::3] = 0
+    holes[3, 16:32] = 1e-9
+    holes[4, 64:96] = tiny
+    if zero_row:
+        holes[5, :] = 0
+    ties = np.round(base * 2).astype(np.float32) / 2
+    const = np.full((4, n), 0.37, np.float32)
+    const[1] = -1.0
+    const[2, ::2] = 1.0
+    const[2, 1::2] = -1.0
+    spike = (base * np.float32(1e-3)).astype(np.float32)
+    spike[:, 100] = 50
+    spike[3, 300] = -80
+    onesign = np.abs(base)
+    onesign[4:] *= -1
+    scaled = np.concatenate([base[:4] * np.float32(1e12), base[4:] * np.float32(1e-12)]).astype(np.float32)
+    sparse = np.where(rng.random((8, n)) < 0.03, base, 0).astype(np.float32)
+    heavy = rng.standard_t(1.5, (8, n)).astype(np.float32)
+    weights = {
+        "lognormal": np.exp(rng.normal(0, 2, n)).astype(np.float32),
+        "extreme": np.where(rng.random(n) < 0.1, 1e6, 1e-6).astype(np.float32),
+        "ones": np.ones(n, np.float32),
+    }
+    xs = {"holes": holes, "ties": ties, "const": const, "spike": spike, "onesign": onesign, "scaled": scaled,
+          "sparse": sparse, "heavy": heavy}
+    return xs, weights

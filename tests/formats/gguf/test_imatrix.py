@@ -19,6 +19,8 @@ from gguf import quants as gq
 import qlab.formats as F
 import qlab.formats.gguf  # noqa: F401  (registers the formats)
 
+from ._oracle import adversarial_inputs
+
 DATA = Path(__file__).resolve().parents[2] / "data"
 IMAT = dict(np.load(DATA / "imatrix" / "ggml_imatrix.npz"))
 #: llama.cpp reads quant_weights for these ...
@@ -121,40 +123,14 @@ def _adversarial() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Inputs that reach the rare branches of the weighted searches: all-zero and near-zero blocks
     and sub-blocks (GROUP_MAX_EPS), constants (max == min), exact ties, one spike, one sign, huge
     and tiny magnitudes, sparse rows, heavy tails; importance vectors from flat to 1e12 apart."""
-    rng = np.random.default_rng(7)
-    n = 1024
-    base = rng.standard_normal((8, n)).astype(np.float32)
-    holes = base.copy()
-    holes[:, 32:64] = 0
-    holes[1, 256:512] = 0
-    holes[2, ::3] = 0
-    holes[3, 16:32] = 1e-9
-    holes[4, 64:96] = 1e-16
-    holes[5, :] = 0
-    ties = np.round(base * 2).astype(np.float32) / 2
-    const = np.full((4, n), 0.37, np.float32)
-    const[1] = -1.0
-    const[2, ::2] = 1.0
-    const[2, 1::2] = -1.0
-    spike = (base * np.float32(1e-3)).astype(np.float32)
-    spike[:, 100] = 50
-    spike[3, 300] = -80
-    onesign = np.abs(base)
-    onesign[4:] *= -1
-    scaled = np.concatenate([base[:4] * np.float32(1e12), base[4:] * np.float32(1e-12)]).astype(np.float32)
-    sparse = np.where(rng.random((8, n)) < 0.03, base, 0).astype(np.float32)
-    heavy = rng.standard_t(1.5, (8, n)).astype(np.float32)
-    lognormal = np.exp(rng.normal(0, 2, n)).astype(np.float32)
-    extreme = np.where(rng.random(n) < 0.1, 1e6, 1e-6).astype(np.float32)
-    ones = np.ones(n, np.float32)
+    xs, w = adversarial_inputs(seed=7, n=1024, tiny=1e-16, zero_row=True)
     cases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, x in [("holes", holes), ("ties", ties), ("const", const), ("spike", spike), ("onesign", onesign),
-                    ("scaled", scaled), ("sparse", sparse), ("heavy", heavy)]:  # fmt: skip
-        cases[name + "_lognormal"] = (x, lognormal)
-    cases["heavy_extreme"] = (heavy, extreme)
-    cases["holes_extreme"] = (holes, extreme)
-    cases["ties_ones"] = (ties, ones)
-    cases["const_extreme"] = (const, extreme)
+    for name, x in xs.items():
+        cases[name + "_lognormal"] = (x, w["lognormal"])
+    cases["heavy_extreme"] = (xs["heavy"], w["extreme"])
+    cases["holes_extreme"] = (xs["holes"], w["extreme"])
+    cases["ties_ones"] = (xs["ties"], w["ones"])
+    cases["const_extreme"] = (xs["const"], w["extreme"])
     return cases
 
 

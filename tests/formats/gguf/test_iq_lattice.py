@@ -19,6 +19,8 @@ import qlab.formats as F
 import qlab.formats.gguf  # noqa: F401  (registers the IQ formats)
 from qlab.formats.gguf import iq_grids
 
+from ._oracle import adversarial_inputs
+
 DATA = Path(__file__).resolve().parents[2] / "data"
 IMAT = dict(np.load(DATA / "imatrix" / "ggml_imatrix.npz"))
 TYPES = ["iq3_s", "iq3_xxs", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m"]
@@ -171,39 +173,14 @@ def _adversarial() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Inputs that reach the rare branches: all-zero and near-zero blocks and sub-blocks (the
     EPS thresholds, IQ3_S's unadvanced pointers), constants, exact ties (sort order), one spike,
     one sign, huge and tiny magnitudes, sparse rows, and extreme importance vectors."""
-    rng = np.random.default_rng(12)
-    n = 512
-    base = rng.standard_normal((8, n)).astype(np.float32)
-    holes = base.copy()
-    holes[:, 32:64] = 0  # one zero 32-block in the first super-block
-    holes[1, 256:] = 0  # a whole zero super-block
-    holes[2, ::3] = 0
-    holes[3, 16:32] = 1e-9  # below IQ3_XXS/IQ2_S/IQ1_M thresholds, above IQ2's 1e-15
-    holes[4, 64:96] = 1e-13
-    ties = np.round(base * 2).astype(np.float32) / 2
-    const = np.full((4, n), 0.37, np.float32)
-    const[1] = -1.0
-    const[2, ::2] = 1.0
-    const[2, 1::2] = -1.0
-    spike = (base * np.float32(1e-3)).astype(np.float32)
-    spike[:, 100] = 50
-    spike[3, 300] = -80
-    onesign = np.abs(base)
-    onesign[4:] *= -1
-    scaled = np.concatenate([base[:4] * np.float32(1e12), base[4:] * np.float32(1e-12)]).astype(np.float32)
-    sparse = np.where(rng.random((8, n)) < 0.03, base, 0).astype(np.float32)
-    heavy = rng.standard_t(1.5, (8, n)).astype(np.float32)
-    lognormal = np.exp(rng.normal(0, 2, n)).astype(np.float32)
-    extreme = np.where(rng.random(n) < 0.1, 1e6, 1e-6).astype(np.float32)
-    ones = np.ones(n, np.float32)
+    xs, w = adversarial_inputs(seed=12, n=512, tiny=1e-13, zero_row=False)
     cases: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    for name, x in [("holes", holes), ("ties", ties), ("const", const), ("spike", spike), ("onesign", onesign),
-                    ("scaled", scaled), ("sparse", sparse), ("heavy", heavy)]:  # fmt: skip
+    for name, x in xs.items():
         cases[name] = (x, None)
-        cases[name + "_lognormal"] = (x, lognormal)
-    cases["heavy_extreme"] = (heavy, extreme)
-    cases["holes_extreme"] = (holes, extreme)
-    cases["ties_ones"] = (ties, ones)
+        cases[name + "_lognormal"] = (x, w["lognormal"])
+    cases["heavy_extreme"] = (xs["heavy"], w["extreme"])
+    cases["holes_extreme"] = (xs["holes"], w["extreme"])
+    cases["ties_ones"] = (xs["ties"], w["ones"])
     return cases
 
 

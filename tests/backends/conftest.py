@@ -1,4 +1,5 @@
-"""Real zoo models, loaded once per test session with the network blocked (offline proof)."""
+"""Real zoo models for every backend's tests, loaded once per test session with the network
+blocked (offline proof)."""
 
 from __future__ import annotations
 
