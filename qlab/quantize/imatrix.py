@@ -41,7 +41,7 @@ import torch
 from ..core.model import ModelLike, torch_module
 from ..files import atomic_path
 
-__all__ = ["IMatrix", "collect_imatrix", "gguf_name_map", "load_imatrix", "module_vectors", "save_imatrix"]
+__all__ = ["IMatrix", "check_imatrix_arg", "collect_imatrix", "gguf_name_map", "load_imatrix", "module_vectors", "save_imatrix"]
 
 KEY_DATASETS = "imatrix.datasets"
 KEY_CHUNK_COUNT = "imatrix.chunk_count"
@@ -131,6 +131,17 @@ def _module_gguf_names(mod: torch.nn.Module) -> dict[str, str]:
         raise ValueError("an importance matrix needs a transformers causal LM (config.model_type and num_hidden_layers)")
     names = [f"{n}.weight" for n, m in mod.named_modules() if isinstance(m, torch.nn.Linear)]
     return {h.removesuffix(".weight"): g for h, g in gguf_name_map(names, arch, n_layers).items()}
+
+
+def check_imatrix_arg(imatrix: Any) -> None:
+    """``imatrix`` is ``None``, an :class:`IMatrix`, an existing file path or a mapping (else ValueError)."""
+    if imatrix is None or isinstance(imatrix, IMatrix | Mapping):
+        return
+    if isinstance(imatrix, str | os.PathLike):
+        if not Path(imatrix).is_file():
+            raise ValueError(f"imatrix: {str(imatrix)!r} is not a file (give an imatrix .gguf path, an IMatrix or a mapping)")
+        return
+    raise ValueError(f"imatrix must be None, an IMatrix, an imatrix .gguf path or a mapping name -> vector, got {type(imatrix).__name__}")
 
 
 def module_vectors(model: ModelLike, imatrix: IMatrix | Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, np.ndarray]:
