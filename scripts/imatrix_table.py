@@ -20,7 +20,7 @@ llama.cpp's fallback (IQ* -> IQ4_NL, Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0), also with
 Rows are saved as they finish; a rerun measures only the missing ones (``--fresh`` starts over).
 Imatrices are kept as llama.cpp GGUF files in ``--workdir``.
 
-    nice -n 10 .venv/bin/python scripts/imatrix_table.py --windows 8   # what the committed cache used (shared cores)
+    nice -n 10 .venv/bin/python scripts/imatrix_table.py    # ~1-2 min per row on 2 shared cores
     .venv/bin/python scripts/imatrix_table.py --quick                # smoke test, not saved
 """
 

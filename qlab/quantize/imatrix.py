@@ -189,8 +189,8 @@ def collect_imatrix(
     """The importance matrix of causal LM ``m`` (a :func:`qlab.models.load` result) over
     ``windows`` windows of ``window`` tokens of ``text`` (default :func:`qlab.eval.calibration_text`).
 
-    Hooks on every ``blk.*`` Linear (and the untied output matrix when ``process_output``, as
-    ``llama-imatrix --process-output``) add ``x**2`` of each input row (float64 sums, stored float32
+    Hooks on every ``blk.*`` Linear (and the output matrix when ``process_output``, as
+    ``llama-imatrix --process-output``; a tied one is ``token_embd`` in llama.cpp and is never collected) add ``x**2`` of each input row (float64 sums, stored float32
     like llama.cpp's ``float`` sums) and count the rows. ``dataset`` names the text in the file
     (``imatrix.datasets``).
     """
@@ -206,7 +206,8 @@ def collect_imatrix(
     if text is None:
         text, dataset = calibration_text(), dataset or "qlab.eval.calibration_text()"
     mod = torch_module(m)
-    wanted = {"output.weight"} if process_output else set()
+    tied = bool(getattr(getattr(mod, "config", None), "tie_word_embeddings", False))
+    wanted = {"output.weight"} if process_output and not tied else set()  # tied: llama.cpp multiplies token_embd
     names = {h: g for h, g in _module_gguf_names(mod).items() if g.startswith("blk.") or g in wanted}
     if not names:
         raise ValueError("the model has no blk.* Linear weight to collect an importance matrix for")

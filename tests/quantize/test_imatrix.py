@@ -134,6 +134,8 @@ def test_bad_files_and_arguments(smol: Any, imx: IMatrix, tmp_path: Path) -> Non
         load_imatrix(tmp_path / "legacy.dat")
     with pytest.raises(ValueError, match="model file"):
         load_imatrix(smol.source)
+    tied = collect_imatrix(smol, calibration_text(4000), window=16, windows=1, process_output=True, progress=False)
+    assert "output.weight" not in tied and len(tied) == len(imx)  # SmolLM2's head is token_embd in llama.cpp
     with pytest.raises(ValueError, match="window must be an int >= 16"):
         collect_imatrix(smol, "some text", window=8, windows=1)
     with pytest.raises(ValueError, match="name no Linear weight.*blk.0.atn_q"):
