@@ -22,6 +22,7 @@ from .configs import (
     SmoothQuantConfig,
     WeightOnlyConfig,
 )
+from .imatrix import IMatrix, collect_imatrix, load_imatrix, save_imatrix
 from .mixed import MixedResult, mixed_precision, uniform_bytes, uniform_within
 from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
 from .recipes import resolve_recipe
@@ -32,5 +33,6 @@ __all__ = [
     "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
     "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig", "WeightOnlyConfig",
     "mixed", "mixed_precision", "MixedResult", "uniform_bytes", "uniform_within",
+    "IMatrix", "collect_imatrix", "load_imatrix", "save_imatrix",
     "sparsity", "sparsify_model", "SparsityReport", "nm_mask", "wanda_score", "activation_norms",
 ]

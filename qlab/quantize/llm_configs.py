@@ -7,7 +7,7 @@ implemented in the module its ``method_module`` names and registers itself with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .config_base import ACT_GRANULARITIES, QuantConfig, _positive
@@ -18,10 +18,17 @@ class WeightOnlyConfig(QuantConfig):
     """Weight-only quantization with a recipe (:mod:`qlab.quantize.recipes`): a format name
     (``"q4_k"``), ``(name, options)``, a mapping of fnmatch patterns to formats (per-layer
     recipes) or a llama.cpp mix (``"q4_k_m"``); ``include`` / ``exclude`` select the weights.
-    ``qlab.quantize_(m, WeightOnlyConfig(recipe="q4_k_m"))`` returns a :class:`QuantReport`."""
+    ``qlab.quantize_(m, WeightOnlyConfig(recipe="q4_k_m"))`` returns a :class:`QuantReport`.
+
+    ``imatrix``: an importance matrix for the GGML formats (llama.cpp's ``quant_weights``): an
+    :class:`qlab.quantize.imatrix.IMatrix`, the path of a GGUF imatrix file (``llama-imatrix``'s
+    or qlab's) or a mapping of GGUF tensor / module names to vectors; each weight's vector goes to
+    ``encode(w, imatrix=...)``; formats without the option ignore it. iq2_xxs, iq2_xs and iq1_s
+    require it (as ``llama-quantize``)."""
 
     weights: str | None = None
     recipe: Any = "q4_k_m"
+    imatrix: Any = field(default=None, compare=False)
 
     method_module: ClassVar[str] = "qlab.quantize.model"
 
@@ -31,6 +38,9 @@ class WeightOnlyConfig(QuantConfig):
         super().__post_init__()
         if self.recipe is None:
             raise ValueError("WeightOnlyConfig needs a recipe (a format name, a mapping or a llama.cpp mix)")
+        from .imatrix import check_imatrix_arg
+
+        check_imatrix_arg(self.imatrix)
 
 
 @dataclass(frozen=True)

@@ -133,9 +133,11 @@ class WeightSnapshot:
                     self.dirty.discard(t.name)
 
 
-def _compute(t: Target, choice: Choice, source: torch.Tensor | None) -> tuple[Any, LayerReport]:
+def _compute(
+    t: Target, choice: Choice, source: torch.Tensor | None, imatrix: Any = None
+) -> tuple[Any, LayerReport]:
     """A function giving the new weight of ``t`` (``None``: leave it untouched) and its report;
-    changes nothing. Only the encoding is kept (decoded again when written), so validating a whole
+    changes nothing. ``imatrix``: ``t``'s importance vector, given to formats with that option. Only the encoding is kept (decoded again when written), so validating a whole
     model first costs its encoded size, not a second float32 copy. A format error is re-raised
     naming the layer."""
     x = formats.base.as_float32(t.weight.detach() if source is None else source).reshape(t.shape[0], -1)
@@ -143,8 +145,11 @@ def _compute(t: Target, choice: Choice, source: torch.Tensor | None) -> tuple[An
         y, nbytes = x, 4 * x.size
     else:
         fmt = formats.get(choice.used)
+        opts = dict(choice.used.options)
+        if imatrix is not None and "imatrix" in fmt.defaults:
+            opts["imatrix"] = imatrix
         try:
-            enc = fmt.encode(x, **choice.used.options)
+            enc = fmt.encode(x, **opts)
         except (ValueError, TypeError) as e:
             raise type(e)(
                 f"layer {t.name!r} (shape {tuple(t.shape)}, format {choice.used.label()}): {e}; "
@@ -172,8 +177,9 @@ def quantize_model(
     *,
     source: WeightSnapshot | None = None,
     progress: bool = False,
+    imatrix: Any = None,
 ) -> QuantReport:
-    """``qlab.quantize_(model, WeightOnlyConfig(recipe=recipe, include=..., exclude=...))``: an alias.
+    """``qlab.quantize_(model, WeightOnlyConfig(recipe=recipe, include=..., exclude=..., imatrix=...))``: an alias.
 
     Quantizes ``model``'s Linear / Embedding / Conv weights in place and returns a
     :class:`QuantReport`; see :func:`weight_only`.
@@ -181,7 +187,8 @@ def quantize_model(
     >>> m = qlab.models.load("smollm2-135m")                    # doctest: +SKIP
     >>> print(qlab.quantize_model(m, "q4_k_m").summary())       # doctest: +SKIP
     """
-    return weight_only(model, WeightOnlyConfig(recipe=recipe, include=include, exclude=exclude), source=source, progress=progress)
+    config = WeightOnlyConfig(recipe=recipe, include=include, exclude=exclude, imatrix=imatrix)
+    return weight_only(model, config, source=source, progress=progress)
 
 
 def weight_only(
@@ -208,6 +215,11 @@ def weight_only(
     recipe, include, exclude = config.recipe, config.include, config.exclude
     mod = torch_module(model)
     choices = resolve_recipe(mod, recipe, include, exclude)
+    vectors: dict[str, Any] = {}
+    if config.imatrix is not None:
+        from .imatrix import module_vectors
+
+        vectors = module_vectors(mod, config.imatrix)
     tg = targets(mod)
     # every layer is quantized first and written only when all succeeded: a bad layer (NaN,
     # overflow) raises naming it and leaves the model as it was
@@ -215,7 +227,8 @@ def weight_only(
     for t in tqdm(tg, desc="quantizing", disable=not progress, leave=False):
         c = choices[t.name]
         from_source = not (source is None or (c.used == KEEP and t.name not in source.dirty))
-        results.append((t, c, from_source, *_compute(t, c, source.weights[t.name] if from_source else None)))
+        src = source.weights[t.name] if from_source else None
+        results.append((t, c, from_source, *_compute(t, c, src, vectors.get(t.name))))
     layers = []
     with torch.no_grad():
         for t, c, from_source, new, report in results:
@@ -226,7 +239,10 @@ def weight_only(
             layers.append(report)
     covered = {id(t.weight) for t in tg}
     other = sum(p.numel() for p in mod.parameters() if id(p) not in covered)
-    return QuantReport(layers, other, recipe_label(recipe))
+    report = QuantReport(layers, other, recipe_label(recipe))
+    if config.imatrix is not None:
+        report.extra["imatrix_tensors"] = sorted(vectors)
+    return report
 
 
 def recipe_label(recipe: Any) -> str:

@@ -62,6 +62,7 @@ KEEP = "f32"
 
 #: llama.cpp's GGML fallback types for rows that are not whole super-blocks (``tensor_type_fallback``)
 GGML_FALLBACK = {
+    **dict.fromkeys(("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s"), "iq4_nl"),
     "iq4_xs": "iq4_nl",
     "q2_k": "q4_0",
     "q3_k": "q4_0",

@@ -40,6 +40,7 @@ from ...core.model import Loaded
 from ...files import atomic_path
 from ...formats import get as get_format
 from ...formats.specs import GGML_TYPES
+from ...quantize.imatrix import IMatrix, gguf_name_map, module_vectors
 from .recipe import TensorChoice, file_type, resolve_types
 
 __all__ = ["ExportReport", "TensorRow", "export_gguf", "gguf_name_map", "permute_qk", "unpermute_qk"]
@@ -140,23 +141,6 @@ def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def gguf_name_map(hf_names: Iterable[str], arch: str, n_layers: int) -> dict[str, str]:
-    """``{HF parameter name: GGUF tensor name}`` through gguf-py's ``TensorNameMap``."""
-    import gguf
-
-    arch_id = next((k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), None)
-    if arch_id is None:
-        raise ValueError(f"gguf-py does not know the architecture {arch!r}")
-    tmap = gguf.get_tensor_name_map(arch_id, n_layers)
-    out = {}
-    for name in hf_names:
-        base, dot, suffix = name.rpartition(".")
-        mapped = tmap.get_name(base) if suffix in ("weight", "bias") else None
-        if mapped is not None:
-            out[name] = f"{mapped}{dot}{suffix}"
-    return out
-
-
 # -- reading the source file -----------------------------------------------------------------
 @dataclass(frozen=True)
 class _Source:
@@ -201,8 +185,9 @@ def _copy_metadata(src: _Source, writer: Any) -> None:
         writer.add_custom_alignment(int(src.get("general.alignment")))
 
 
-def _encode(w: np.ndarray, fmt: str) -> tuple[np.ndarray, Any]:
-    """Bytes of ``w`` (1-D, or rows x cols float32) in GGML type ``fmt``, as uint8 (rows, row_bytes)."""
+def _encode(w: np.ndarray, fmt: str, imatrix: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+    """Bytes of ``w`` (1-D, or rows x cols float32) in GGML type ``fmt``, as uint8 (rows, row_bytes);
+    ``imatrix``: the importance vector of ``w``'s columns (quantized GGML types only)."""
     import gguf
 
     raw_type = gguf.GGMLQuantizationType(GGML_TYPES[fmt][0])
@@ -212,7 +197,8 @@ def _encode(w: np.ndarray, fmt: str) -> tuple[np.ndarray, Any]:
         enc = get_format("fp16" if fmt == "f16" else "bf16").encode(w)
         data = enc.parts["codes"].astype(np.uint16, copy=False)
     else:
-        data = np.frombuffer(get_format(fmt).encode(w).to_bytes(), dtype=np.uint8)
+        opts = {} if imatrix is None else {"imatrix": imatrix}
+        data = np.frombuffer(get_format(fmt).encode(w, **opts).to_bytes(), dtype=np.uint8)
     raw = data.view(np.uint8)  # gguf-py turns the byte shape back into the element shape
     return (raw.reshape(w.shape[0], -1) if w.ndim == 2 else raw.reshape(-1)), raw_type
 
@@ -226,6 +212,7 @@ def export_gguf(
     exclude: Iterable[str] | str | None = None,
     source: str | Path | None = None,
     ftype: int | None = None,
+    imatrix: Any = None,
 ) -> ExportReport:
     """Write ``m`` (from :func:`qlab.models.load`) as a GGUF file; return an :class:`ExportReport`.
 
@@ -237,7 +224,12 @@ def export_gguf(
     already quantized by ``quantize_model`` with ``recipe="f32"`` to write exactly its simulated
     weights. ``source`` overrides ``m.source`` (the GGUF whose tokenizer/metadata are copied);
     ``ftype`` overrides ``general.file_type`` (set for single-format and preset recipes, else left
-    for llama.cpp to guess from the tensor types).
+    for llama.cpp to guess from the tensor types). ``imatrix``: an importance matrix
+    (:class:`qlab.quantize.imatrix.IMatrix`, an imatrix .gguf path, or a mapping of GGUF tensor /
+    module names to vectors); each quantized tensor gets its vector, as ``llama-quantize --imatrix``
+    gives ``quant_weights`` to ``ggml_quantize_chunk``, and the ``quantize.imatrix.*`` keys
+    llama-quantize adds are written. Tensors without a vector are quantized without; types that
+    require one (iq2_xxs, iq2_xs, iq1_s) raise naming the tensor.
     """
 
     from ...quantize.recipes import torch_module
@@ -264,8 +256,13 @@ def export_gguf(
         raise ValueError(f"export_gguf supports the {_SUPPORTED_ARCHS} architectures, not {arch!r}")
     choices = resolve_types(model, recipe, include, exclude)
     ftype = file_type(recipe) if ftype is None else ftype
+    if isinstance(imatrix, str | Path):
+        from ...quantize.imatrix import load_imatrix
+
+        imatrix = load_imatrix(imatrix)
+    vectors = None if imatrix is None else module_vectors(model, imatrix)
     with atomic_path(target) as tmp:  # a failed or killed export leaves no half file at ``path``
-        report = _write(model, tmp, recipe, choices, src, source, ftype)
+        report = _write(model, tmp, recipe, choices, src, source, ftype, vectors, imatrix)
     report.path = target
     report.file_bytes = target.stat().st_size
     report.seconds = time.perf_counter() - t0
@@ -281,7 +278,8 @@ def export_gguf(
 
 
 def _write(
-    model: Any, path: Path, recipe: Any, choices: dict[str, Any], src: _Source, source: Path, ftype: int | None
+    model: Any, path: Path, recipe: Any, choices: dict[str, Any], src: _Source, source: Path, ftype: int | None,
+    vectors: dict[str, np.ndarray] | None = None, imatrix: Any = None,
 ) -> ExportReport:
     """Write the GGUF file at ``path`` (a temporary path that export_gguf renames)."""
     import gguf
@@ -300,6 +298,13 @@ def _write(
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     label = recipe if recipe is None or isinstance(recipe, str) else dict(recipe)
     writer.add_string("qlab.recipe", json.dumps(label, default=str))  # provenance; llama.cpp ignores it
+    if vectors is not None:  # the keys llama-quantize writes (gguf-py Keys.Quantize... / LLM_KV_QUANTIZE_IMATRIX_*)
+        name = imatrix.dataset if isinstance(imatrix, IMatrix) else "mapping"
+        writer.add_string("quantize.imatrix.file", "qlab")
+        writer.add_string("quantize.imatrix.dataset", name)
+        writer.add_int32("quantize.imatrix.entries_count", len(vectors))
+        if isinstance(imatrix, IMatrix) and imatrix.chunk_count > 0:
+            writer.add_int32("quantize.imatrix.chunks_count", int(imatrix.chunk_count))
 
     report = ExportReport(Path(path), recipe)
     for gname, shape in src.tensors:  # the source's tensor set and order
@@ -316,7 +321,11 @@ def _write(
             w = permute_qk(w, n_head)
         elif ".attn_k." in gname:
             w = permute_qk(w, n_head_kv)
-        data, raw_type = _encode(w, choice.used)
+        vec = None if vectors is None or choice.used in ("f32", "f16", "bf16") else vectors.get(module)
+        try:
+            data, raw_type = _encode(w, choice.used, vec)
+        except ValueError as e:
+            raise ValueError(f"export_gguf: tensor {gname} ({hf}, {choice.used}): {e}") from e
         writer.add_tensor(gname, data, raw_dtype=raw_type)
         report.rows.append(
             TensorRow(gname, hf, shape, choice.requested, choice.used, choice.reason, data.nbytes, choice.fallback)

@@ -28,6 +28,7 @@ FTYPES: dict[str, int] = {
     "q2_k": 10, "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15,
     "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18, "q2_k_s": 21, "iq4_nl": 25, "iq4_xs": 30,
     "bf16": 32, "tq1_0": 36, "tq2_0": 37,
+    "iq2_xxs": 19, "iq2_xs": 20, "iq3_xxs": 23, "iq1_s": 24, "iq3_s": 26, "iq2_s": 28, "iq1_m": 31,
     # a pure K-quant recipe is closest to the "small" preset
     "q3_k": 11, "q4_k": 14, "q5_k": 16,
 }  # fmt: skip
