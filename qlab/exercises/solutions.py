@@ -58,6 +58,12 @@ def my_lsq_step_grad(v, s, bits):
     inside = np.round(r) - r  # d(round(v/s) * s)/ds with round' = 1
     return np.where(r < -Q, -Q, np.where(r > Q, Q, inside))
 """,
+    "importance_vector": """\
+def my_importance(batches):
+    cols = batches[0].shape[-1]
+    rows = np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, cols) for b in batches])
+    return np.square(rows).mean(0).astype(np.float32)
+""",
     "matmul_nbits_bytes": """\
 import math
 

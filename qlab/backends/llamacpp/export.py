@@ -32,11 +32,12 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...core.model import Loaded
+from ...core.report import Report
 from ...files import atomic_path
 from ...formats import get as get_format
 from ...formats.specs import GGML_TYPES
@@ -62,29 +63,48 @@ class TensorRow:
     nbytes: int
     fallback: bool = False
 
+    @property
+    def name(self) -> str:
+        return self.gguf_name
+
+    @property
+    def params(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.nbytes / self.params if self.params else float("nan")
+
 
 @dataclass
-class ExportReport:
-    """What :func:`export_gguf` wrote: per-tensor types and bytes, fallbacks, file size, time."""
+class ExportReport(Report):
+    """What :func:`export_gguf` wrote: per-tensor types and bytes, fallbacks, file size, time. A
+    :class:`qlab.core.report.Report` whose rows are every tensor of the file (norms included, so
+    ``bits_per_weight`` is the file's tensor bytes over all parameters)."""
 
     path: Path
     recipe: Any
     rows: list[TensorRow] = field(default_factory=list)
     file_bytes: int = 0
     seconds: float = 0.0
+    other_params: int = 0  # every parameter is a tensor row of the file
+
+    COLUMNS: ClassVar[tuple[tuple[str, str, str | None], ...]] = (
+        ("gguf_name", "tensor", None), ("shape", "shape", None), ("requested", "requested", None),
+        ("used", "used", None), ("nbytes", "bytes", "d"), ("reason", "note", None))  # fmt: skip
+    NOUN: ClassVar[str] = "tensor"
+
+    @property
+    def layers(self) -> list[TensorRow]:  # type: ignore[override]
+        return self.rows
 
     @property
     def tensor_bytes(self) -> int:
-        return sum(r.nbytes for r in self.rows)
+        return self.total_bytes
 
     @property
     def n_params(self) -> int:
-        return sum(int(np.prod(r.shape)) for r in self.rows)
-
-    @property
-    def bits_per_weight(self) -> float:
-        """Tensor bytes over all parameters (norms and embeddings included)."""
-        return 8.0 * self.tensor_bytes / self.n_params
+        return self.total_params
 
     @property
     def fallbacks(self) -> list[TensorRow]:
@@ -98,17 +118,10 @@ class ExportReport:
             out[r.used] = out.get(r.used, 0) + 1
         return out
 
-    def table(self) -> str:
-        lines = [f"{'tensor':<28} {'shape':>13} {'requested':>9} {'used':>7} {'bytes':>10}  note"]
-        for r in self.rows:
-            shape = "x".join(map(str, r.shape))
-            lines.append(f"{r.gguf_name:<28} {shape:>13} {r.requested:>9} {r.used:>7} {r.nbytes:>10}  {r.reason}")
-        lines.append(
-            f"{len(self.rows)} tensors, {self.tensor_bytes / 1e6:.2f} MB of tensor data "
-            f"({self.bits_per_weight:.3f} bits/weight), file {self.file_bytes / 1e6:.2f} MB, "
-            f"{len(self.fallbacks)} fallback(s), {self.seconds:.1f} s"
-        )
-        return "\n".join(lines)
+    def summary(self) -> str:
+        return (f"{len(self.rows)} tensors, {self.tensor_bytes / 1e6:.2f} MB of tensor data "
+                f"({self.bits_per_weight:.3f} bits/weight), file {self.file_bytes / 1e6:.2f} MB, "
+                f"{len(self.fallbacks)} fallback(s), {self.seconds:.1f} s")
 
     def to_dict(self) -> dict[str, Any]:
         return {

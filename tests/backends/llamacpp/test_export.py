@@ -47,6 +47,13 @@ def test_export_layout_metadata_and_fallback(smollm2: Any, tmp_path: Path) -> No
     assert used["output_norm.weight"] == "f32" and "output.weight" not in used  # tied head: one tensor
     assert rep.file_bytes == path.stat().st_size and rep.tensor_bytes < rep.file_bytes
     assert "q5_0" in rep.table()
+    # the one report type and table renderer (qlab.core.report): header, rule, a row per tensor, summary
+    from qlab.core.report import Report
+
+    lines = rep.table().splitlines()
+    assert isinstance(rep, Report) and lines[0].split() == ["tensor", "shape", "requested", "used", "bytes", "note"]
+    assert len(lines) == len(rep.rows) + 3 and lines[-1] == rep.summary() == str(rep)
+    assert rep.total_bytes == sum(r.nbytes for r in rep.rows) and rep.layer("output_norm.weight").used == "f32"
 
     reader = gguf.GGUFReader(path)
     fields = {k: f.contents() for k, f in reader.fields.items()}
