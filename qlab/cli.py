@@ -75,11 +75,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _compare(a: argparse.Namespace) -> int:
     from .files import write_json
-    from .models import load
+    from .models import clear_cache, load
 
     if a.backend in RUNTIMES:
         return _compare_runtimes(a)
     m = load(a.model)
+    if m.kind == "causal-lm":  # LM evaluation never calls m.fresh(): drop the per-process template,
+        clear_cache()  # a second float32 copy of the weights (540 MB of SmolLM2's peak memory)
     if m.kind != "causal-lm" and (a.report or a.protocol != "full-window"):
         raise ValueError(f"--report and --protocol apply to causal LMs; {m.name} is a {m.kind!r} model")
     if a.report and not a.report.lower().endswith((".json", ".csv")):
