@@ -11,7 +11,7 @@ compare on SmolLM2 with its time and memory (issue 13 item 4).
    default), **without** the result cache (``cache=False``): the float reference forward once,
    then per format the quantization of every weight from a snapshot and one evaluation forward.
    Printed: the compare table (bits/weight, MB, perplexity, KL, top-1, seconds per format), the
-   total wall time against the 15-minute budget, the CPU time (to tell a slow run from a machine
+   total wall time against the 5-minute goal, the CPU time (to tell a slow run from a machine
    busy with other work) and the peak resident memory of the process.
 3. Perplexity throughput (scored-window tokens per second) of the float SmolLM2-135M: qlab
    (PyTorch, the evaluator's forward + NLL, one window per forward and the sweep's 4) against
@@ -82,7 +82,7 @@ def compare(formats: list[str], window: int, windows: int) -> None:
     print(f"smollm2-135m, {windows} x {window} tokens of WikiText-2, {len(formats)} formats, "
           f"{torch.get_num_threads()} torch threads")  # fmt: skip
     print(res.table())
-    print(f"\ntotal {wall:.0f} s ({wall / 60:.1f} min; budget 15 min) -- reference forward "
+    print(f"\ntotal {wall:.0f} s ({wall / 60:.1f} min; goal 5 min on 2 cores, issue 13) -- reference forward "
           f"{res.rows[0]['seconds']:.0f} s, formats {sum(r['seconds'] for r in res.rows[1:]):.0f} s")  # fmt: skip
     print(f"CPU time {cpu:.0f} s = {cpu / wall:.2f} cores busy on average (a machine shared with other "
           f"work shows wall time > CPU time / threads)")  # fmt: skip
