@@ -82,3 +82,24 @@ def test_compare_runtime_backend(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "fp32 (reference)" in text and "torch_native" in text and "x float" in text
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_passive_openmp_only_before_torch_and_never_over_the_user():
+    """OMP_WAIT_POLICY=PASSIVE is set by the qlab command (issue 13 item 4) only when torch is not
+    loaded yet (OpenMP reads it once) and the user did not choose a policy."""
+    import os
+    import subprocess
+    import sys
+
+    from qlab.cli import passive_openmp
+
+    probe = ("import os, sys; from qlab.cli import passive_openmp; r = passive_openmp(); "
+             "import torch; print(r, os.environ.get('OMP_WAIT_POLICY'))")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda e: subprocess.run([sys.executable, "-c", probe], env=e, capture_output=True, text=True, check=True)  # noqa: E731
+    assert run(env).stdout.split() == ["True", "PASSIVE"]
+    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}).stdout.split() == ["False", "ACTIVE"]
+    import torch  # noqa: F401  (loaded here: too late to change the policy of this process)
+
+    before = os.environ.get("OMP_WAIT_POLICY")
+    assert passive_openmp() is False and os.environ.get("OMP_WAIT_POLICY") == before

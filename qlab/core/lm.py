@@ -45,6 +45,10 @@ from .text import wikitext2_test
 METRICS = ("perplexity", "reference_perplexity", "delta_perplexity", "nll",
            "kl", "kl_median", "kl_p99", "kl_max", "top1", "n_tokens")  # fmt: skip
 
+#: rows (scored positions) of a window that :func:`window_stats` and :func:`reference` take at once:
+#: a (32, 49152) float32 block is 6 MB, cache-sized; the figures do not depend on it (row-wise steps)
+CHUNK_ROWS = 32
+
 
 def token_windows(
     m: Loaded, text: str | None = None, window: int = 512, windows: int = 16, protocol: str | Protocol = "full-window"
@@ -134,6 +138,41 @@ def token_kl(ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0)  # exact KL >= 0; rounding can go a hair below
 
 
+def row_chunks(n: int, rows: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` splitting ``n`` rows into nearly equal blocks of at most ``rows``
+    (default :data:`CHUNK_ROWS`); never a 1-row block unless ``n == 1``, so that a reduction
+    over the vocabulary is split across threads exactly as for the whole window."""
+    rows = CHUNK_ROWS if rows is None else rows
+    k = max(1, -(-n // rows))
+    size = -(-n // k)
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def window_stats(
+    logits: torch.Tensor, ids: torch.Tensor, first: int, ref_logprobs: torch.Tensor, ref_top1: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per scored token of one window: ``(KL(ref || model), same top-1, NLL)``.
+
+    Bit for bit ``token_kl(ref_logprobs, lq)``, ``lq.argmax(-1) == ref_top1`` and the NLL of
+    ``lq, nll = window_logprobs(logits, ids, first)``, computed :data:`CHUNK_ROWS` rows at a time:
+    every step is row-wise, and a ``(rows, vocab)`` block stays in the CPU cache where the
+    whole window's ``(window, vocab)`` temporaries (100 MB each at 512 x 49k) stream through
+    memory at each of the dozen steps.
+    """
+    rows = logits[first:-1]
+    n = rows.shape[0]
+    if ref_logprobs.shape[0] != n:
+        raise ValueError(f"logits score {n} positions, the reference window has {ref_logprobs.shape[0]}")
+    kl, nll = torch.empty(n), torch.empty(n, dtype=rows.dtype)
+    same = torch.empty(n, dtype=torch.bool)
+    for a, b in row_chunks(n):
+        lq = torch.log_softmax(rows[a:b], dim=-1)
+        nll[a:b] = -lq.gather(1, ids[first + 1 + a : first + 1 + b, None])[:, 0]
+        same[a:b] = lq.argmax(-1) == ref_top1[a:b]
+        kl[a:b] = token_kl(ref_logprobs[a:b], lq)
+    return kl, same, nll
+
+
 def summarize(kl: torch.Tensor, same: torch.Tensor) -> dict[str, float]:
     """Mean / median / 99th percentile / max of per-token KL (llama.cpp's median and percentile,
     :mod:`qlab.core.klreport`), top-1 agreement and the token count."""
@@ -215,16 +254,17 @@ def reference(
     """Run the reference (float) model once and keep what :func:`compare` needs."""
     proto = _protocol(protocol, window, windows)
     ids = token_windows(m, text, window, windows, proto)
-    logprobs = nll = top1 = None
+    first, logprobs, nll, top1 = proto.first, None, None, None
     for w, lg in enumerate(window_logits(m, ids, progress, f"{m.name}: reference", batch)):
-        lp, n = window_logprobs(lg, ids[w], proto.first)
         if logprobs is None:
-            logprobs = torch.empty(windows, proto.scored, lp.shape[-1], dtype=dtype)
+            logprobs = torch.empty(windows, proto.scored, lg.shape[-1], dtype=dtype)
             nll = torch.empty(windows, proto.scored)
             top1 = torch.empty(windows, proto.scored, dtype=torch.int64)
-        logprobs[w] = lp
-        nll[w] = n
-        top1[w] = lp.argmax(-1)
+        for a, b in row_chunks(proto.scored):  # window_logprobs, a cache-sized block of rows at a time
+            lp = torch.log_softmax(lg[first + a : first + b], dim=-1)
+            logprobs[w, a:b] = lp
+            nll[w, a:b] = -lp.gather(1, ids[w, first + 1 + a : first + 1 + b, None])[:, 0]
+            top1[w, a:b] = lp.argmax(-1)
     return Reference(getattr(m, "name", "model"), ids, logprobs, nll, nll_to_perplexity(nll), top1, proto)
 
 
@@ -251,9 +291,11 @@ def report_logits(ref: Reference, logits: Iterable[torch.Tensor]) -> KLReport:
     first = ref.protocol.first
     kls, sames, nlls = [], [], []
     for w, lg in enumerate(logits):
-        lq, n = window_logprobs(lg, ref.ids[w], first)
-        kls.append(token_kl(ref.logprobs[w], lq))
-        sames.append(lq.argmax(-1) == ref.top1[w])
+        if w >= ref.windows:
+            raise ValueError(f"got logits of more than {ref.windows} windows, the reference has {ref.windows}")
+        kl, same, n = window_stats(lg, ref.ids[w], first, ref.logprobs[w], ref.top1[w])
+        kls.append(kl)
+        sames.append(same)
         nlls.append(n)
     if len(nlls) != ref.windows:
         raise ValueError(f"got logits of {len(nlls)} windows, the reference has {ref.windows}")
@@ -275,5 +317,5 @@ def compare_logits(ref: Reference, logits: Iterable[torch.Tensor]) -> dict[str, 
 __all__ = [
     "KLReport", "METRICS", "PROTOCOLS", "Protocol", "Reference", "compare", "compare_logits", "first_tokens",
     "kl_divergence", "kl_report", "nll_to_perplexity", "reference", "report_logits", "summarize", "token_kl",
-    "token_windows", "window_logits", "window_logprobs",
+    "token_windows", "window_logits", "window_logprobs", "window_stats", "row_chunks", "CHUNK_ROWS",
 ]  # fmt: skip

@@ -134,12 +134,14 @@ class WeightSnapshot:
 
 
 def _compute(
-    t: Target, choice: Choice, source: torch.Tensor | None, imatrix: Any = None
+    t: Target, choice: Choice, source: torch.Tensor | None, imatrix: Any = None, errors: bool = True
 ) -> tuple[Any, LayerReport]:
     """A function giving the new weight of ``t`` (``None``: leave it untouched) and its report;
-    changes nothing. ``imatrix``: ``t``'s importance vector, given to formats with that option. Only the encoding is kept (decoded again when written), so validating a whole
-    model first costs its encoded size, not a second float32 copy. A format error is re-raised
-    naming the layer."""
+    changes nothing. ``imatrix``: ``t``'s importance vector, given to formats with that option.
+    Only the encoding is kept (decoded again when written), so validating a whole model first
+    costs its encoded size, not a second float32 copy. A format error is re-raised
+    naming the layer. ``errors=False``: no SQNR/MSE/max-error (NaN in the report), so no decode
+    here -- the weight is decoded once, when written (sweeps, which keep only the sizes)."""
     x = formats.base.as_float32(t.weight.detach() if source is None else source).reshape(t.shape[0], -1)
     if choice.used == KEEP:
         y, nbytes = x, 4 * x.size
@@ -155,8 +157,11 @@ def _compute(
                 f"layer {t.name!r} (shape {tuple(t.shape)}, format {choice.used.label()}): {e}; "
                 f"no weight of the model was changed"
             ) from e
-        y, nbytes = fmt.decode(enc), enc.nbytes
-    sqnr, mse, mx = weight_error(x, y) if y is not x else (float("inf"), 0.0, 0.0)
+        y, nbytes = (fmt.decode(enc) if errors else None), enc.nbytes
+    if y is None:
+        sqnr = mse = mx = float("nan")
+    else:
+        sqnr, mse, mx = weight_error(x, y) if y is not x else (float("inf"), 0.0, 0.0)
     if y is x:  # a kept weight: untouched, or copied back from the snapshot
         new = None if source is None else (lambda: x)
     else:
@@ -178,6 +183,7 @@ def quantize_model(
     source: WeightSnapshot | None = None,
     progress: bool = False,
     imatrix: Any = None,
+    errors: bool = True,
 ) -> QuantReport:
     """``qlab.quantize_(model, WeightOnlyConfig(recipe=recipe, include=..., exclude=..., imatrix=...))``: an alias.
 
@@ -188,7 +194,7 @@ def quantize_model(
     >>> print(qlab.quantize_model(m, "q4_k_m").summary())       # doctest: +SKIP
     """
     config = WeightOnlyConfig(recipe=recipe, include=include, exclude=exclude, imatrix=imatrix)
-    return weight_only(model, config, source=source, progress=progress)
+    return weight_only(model, config, source=source, progress=progress, errors=errors)
 
 
 def weight_only(
@@ -198,6 +204,7 @@ def weight_only(
     *,
     source: WeightSnapshot | None = None,
     progress: bool = False,
+    errors: bool = True,
 ) -> QuantReport:
     """Quantize ``model``'s Linear / Embedding / Conv weights in place; return a :class:`QuantReport`
     (the method ``qlab.quantize_`` runs for a :class:`WeightOnlyConfig`; no calibration).
@@ -208,7 +215,8 @@ def weight_only(
     float32). Tied weights (SmolLM2's ``lm_head`` is ``embed_tokens``) are quantized once, with the
     embedding's format. ``source``: a :class:`WeightSnapshot` to quantize from instead of the
     current weights (sweeps); weights the recipe keeps are reset to the snapshot where it had
-    overwritten them.
+    overwritten them. ``errors=False`` skips the per-tensor SQNR / MSE / max error (NaN in the
+    report) and with it one decode of every weight (sweeps keep only the sizes).
     """
     from tqdm.auto import tqdm
 
@@ -228,7 +236,7 @@ def weight_only(
         c = choices[t.name]
         from_source = not (source is None or (c.used == KEEP and t.name not in source.dirty))
         src = source.weights[t.name] if from_source else None
-        results.append((t, c, from_source, *_compute(t, c, src, vectors.get(t.name))))
+        results.append((t, c, from_source, *_compute(t, c, src, vectors.get(t.name), errors)))
     layers = []
     with torch.no_grad():
         for t, c, from_source, new, report in results:

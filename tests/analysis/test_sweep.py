@@ -128,3 +128,24 @@ def test_damaged_cache_entries_are_recomputed(tmp_path):
     assert [r["format"] for r in again.rows] == [r["format"] for r in first.rows]
     assert all(isinstance(json.loads(f.read_text()), dict) for f in files)  # rewritten
     assert sorted(p.name for p in (tmp_path / "sweeps").iterdir()) == [f.name for f in files]  # no temp files
+
+
+def test_sweep_rows_equal_quantize_then_compare(smol):
+    """The sweep's fast path (quantize_model(errors=False): one decode per weight, no SQNR; the
+    evaluator's row blocks) gives the rows of quantize_model + lm.compare exactly (issue 13 item 4)."""
+    from qlab.quantize.model import WeightSnapshot
+
+    m = smol.fresh()
+    res = sweep(m, ["q8_0", "q4_k"], window=64, windows=2, cache=False, progress=False, batch=2)
+    snap = WeightSnapshot(m)
+    ref = lm.reference(m, None, 64, 2, torch.float16, progress=False, batch=2)
+    assert res.rows[0]["perplexity"] == ref.perplexity
+    for row in res.rows[1:]:
+        rep = quantize_model(m, row["format"], source=snap)  # errors=True: decoded twice, SQNR measured
+        fast = quantize_model(smol.fresh(), row["format"], errors=False)
+        assert [r.nbytes for r in fast.layers] == [r.nbytes for r in rep.layers]
+        assert all(r.sqnr_db != r.sqnr_db for r in fast.layers if r.used != "f32")  # NaN: not measured
+        assert all(r.sqnr_db > 0 for r in rep.layers)
+        got = lm.compare(m, ref, progress=False, batch=2)
+        assert row["bits_per_weight"] == rep.bits_per_weight
+        assert (row["perplexity"], row["kl"], row["top1"]) == (got["perplexity"], got["kl"], got["top1"])
