@@ -1,0 +1,129 @@
+"""Beyond round-to-nearest on SmolLM2-135M (issue 14): HQQ vs RTN (and the cached AWQ/GPTQ rows).
+
+Writes ``data/cache/beyond_rtn.json``: one row per (section, method, bits, group), each with
+
+* ``bits_per_weight`` over the quantized decoder Linears (codes + scales + zero-points, exact
+  bytes from the report) and ``model_bpw`` over the whole model (embedding and norms in float32);
+* ``perplexity``, ``kl`` (mean KL), ``top1`` on WikiText-2 against the float model in one pass
+  (:func:`qlab.eval.compare`), the protocol of ``scripts/llm_methods.py``: window 512, 16
+  windows, the 210 decoder Linears quantized, ``lm_head``/embedding in float;
+* ``seconds`` (quantization time) and the load average (2 cores shared with other work).
+
+Sections (``--only``):
+
+* ``hqq``: RTN (asymmetric int, min-max, fp32 scale + uint8 zero) vs HQQ (:mod:`qlab.quantize.hqq`,
+  float zero-point optimized, fp16 scale + fp16 zero) at int4/int3 g32 and g128 and int2 g16; the
+  AWQ/GPTQ rows at the same bits and groups are copied from ``data/cache/llm_methods.json``
+  (same protocol, ``source`` says so) instead of being recomputed (they take 5-15 min each).
+
+Rows already in the cache with the same parameters are kept (the script resumes)::
+
+    nice -n 10 python scripts/beyond_rtn.py --only hqq
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import qlab
+from qlab.eval import compare, reference
+from qlab.quantize import HQQConfig, PTQConfig
+
+NAME = "beyond_rtn"
+SCRIPT = "scripts/beyond_rtn.py"
+INCLUDE = "model.layers.*"
+WINDOW, WINDOWS = 512, 16
+
+
+def measure(m: Any, ref: Any) -> dict[str, float]:
+    c = compare(m, ref, progress=False)
+    return {k: float(c[k]) for k in ("perplexity", "kl", "top1")}
+
+
+def report_row(rep: Any) -> dict[str, float]:
+    qbytes = sum(r.nbytes for r in rep.layers)
+    qparams = sum(r.params for r in rep.layers)
+    return {"bits_per_weight": 8 * qbytes / qparams, "model_bpw": rep.bits_per_weight}
+
+
+def hqq_jobs() -> list[tuple[dict[str, Any], Callable[[Any], Any]]]:
+    """(row key, quantize function) of the HQQ section."""
+    jobs = []
+    for bits, group in ((4, 32), (3, 32), (4, 128), (3, 128), (2, 16)):
+        rtn = PTQConfig(weights=f"int{bits}", activations=None, group_size=group, include=INCLUDE,
+                        weight_options={"symmetric": False}, progress=False)  # fmt: skip
+        hqq = HQQConfig(weights=f"int{bits}", group_size=group, include=INCLUDE)
+        for method, cfg in (("rtn", rtn), ("hqq", hqq)):
+            key = {"section": "hqq", "method": method, "bits": bits, "group_size": group}
+            jobs.append((key, lambda m, cfg=cfg: qlab.quantize_(m, cfg)))
+    return jobs
+
+
+def cached_llm_methods() -> list[dict[str, Any]]:
+    """AWQ/GPTQ rows of ``llm_methods.json`` (same protocol) at the HQQ section's bits and groups."""
+    try:
+        old = qlab.cache.load("llm_methods")
+    except FileNotFoundError:
+        return []
+    p = old["params"]
+    if (p.get("window"), p.get("windows")) != (WINDOW, WINDOWS):
+        return []
+    return [{"section": "hqq", **r, "source": "data/cache/llm_methods.json"} for r in old["rows"]
+            if r["method"] in ("awq", "gptq") and r["group_size"] == 32]  # fmt: skip
+
+
+def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: dict[str, Any]) -> None:
+    keys = ("section", "method", "bits", "group_size")
+    done = {tuple(r[k] for k in keys) for r in rows}
+    for key, fn in jobs:
+        if tuple(key[k] for k in keys) in done:
+            continue
+        m = m0.fresh()
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        rep = fn(m)
+        seconds = time.perf_counter() - t0
+        row = {**key, **report_row(rep), **measure(m, ref), "seconds": seconds,
+               "load_avg": round((load0 + os.getloadavg()[0]) / 2, 2)}  # fmt: skip
+        rows.append(row)
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+        qlab.cache.save(NAME, rows, script=SCRIPT, params=params)
+        del m
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("hqq",), default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    params = {"window": WINDOW, "windows": WINDOWS, "threads": args.threads, "quantized": INCLUDE,
+              "rtn": "asymmetric int, min-max, fp32 scale + uint8 zero-point",
+              "hqq": "qlab.quantize.hqq defaults (lp_norm 0.7, beta 10, iters 20), fp16 scale + fp16 zero"}  # fmt: skip
+    try:
+        old = qlab.cache.load(NAME)
+        rows = old["rows"] if old.get("params") == params else []
+    except FileNotFoundError:
+        rows = []
+    m0 = qlab.models.load("smollm2-135m", progress=False)
+    ref = reference(m0, window=WINDOW, windows=WINDOWS, dtype=torch.float16, progress=False)
+    if not any(r["method"] == "float" for r in rows):
+        rows.insert(0, {"section": "float", "method": "float", "bits": 32, "group_size": None, "bits_per_weight": 32.0,
+                        "model_bpw": 32.0, "perplexity": ref.perplexity, "kl": 0.0, "top1": 1.0, "seconds": 0.0})  # fmt: skip
+    if not any(r.get("source") for r in rows):
+        rows.extend(cached_llm_methods())
+    sections = {"hqq": hqq_jobs}
+    for name, jobs in sections.items():
+        if args.only in (None, name):
+            run_jobs(jobs(), rows, m0, ref, params)
+    qlab.cache.save(NAME, rows, script=SCRIPT, params=params)
+
+
+if __name__ == "__main__":
+    main()
