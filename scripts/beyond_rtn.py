@@ -16,6 +16,19 @@ Sections (``--only``):
   AWQ/GPTQ rows at the same bits and groups are copied from ``data/cache/llm_methods.json``
   (same protocol, ``source`` says so) instead of being recomputed (they take 5-15 min each).
 
+* ``lowrank_minilm`` / ``lowrank_smollm2``: :mod:`qlab.quantize.lowrank` -- quantization alone
+  (asymmetric int, groups of 32), truncated SVD alone (an energy target, fp16 factors) and both
+  (LoRC: ``Q(W) + L R``, the SVD of the quantization error, fp16 factors), bytes exact. MiniLM:
+  all 40 Linears, embedding cosine / top-10 overlap with fp32 on 256 WikiText sentences (the
+  capstone's protocol); SmolLM2: the protocol above.
+
+* ``rotation``: W4A16 / W4A8 / W4A4 (RTN: int4 per-channel asymmetric weights, per-token
+  asymmetric dynamic activations on every decoder Linear's input) on the float model and on the
+  model with rotations fused (:func:`qlab.quantize.rotation.rotate_model`: residual stream,
+  value/output heads, online Hadamard on ``down_proj``'s input): Hadamard, and a seeded random
+  orthogonal rotation at W4A4. The rotated model's ``lm_head`` is untied (float32), which
+  ``model_bpw`` counts.
+
 Rows already in the cache with the same parameters are kept (the script resumes)::
 
     nice -n 10 python scripts/beyond_rtn.py --only hqq
@@ -33,7 +46,8 @@ import torch
 
 import qlab
 from qlab.eval import compare, reference
-from qlab.quantize import HQQConfig, PTQConfig
+from qlab.quantize import HQQConfig, PTQConfig, lowrank
+from qlab.quantize.recipes import Spec
 
 NAME = "beyond_rtn"
 SCRIPT = "scripts/beyond_rtn.py"
@@ -65,6 +79,62 @@ def hqq_jobs() -> list[tuple[dict[str, Any], Callable[[Any], Any]]]:
     return jobs
 
 
+def lowrank_jobs(section: str, include: str | None, plan: list[tuple[int | None, int | None, float | None]]) -> list:
+    """(row key, function) of low-rank rows: ``(bits, rank, energy)`` per row; bits None = SVD
+    alone, rank/energy None = quantization alone (asymmetric int, groups of 32), both = LoRC."""
+    jobs = []
+    for bits, rank, energy in plan:
+        spec = None if bits is None else Spec(f"int{bits}", {"granularity": "group", "group_size": 32, "symmetric": False})
+        method = "svd" if bits is None else "rtn" if rank is None else "rtn+lorc"
+        key = {"section": section, "method": method, "bits": bits or 16, "group_size": 32 if bits else None,
+               "rank": rank, "energy": energy}  # fmt: skip
+        jobs.append((key, lambda m, spec=spec, rank=rank, energy=energy: lowrank.apply(
+            m, include, spec=spec, rank=rank, energy=energy, dtype="float16")))
+    return jobs
+
+
+MINILM_PLAN = [(4, None, None), (3, None, None), (2, None, None), (None, None, 0.5), (None, None, 0.8),
+               (None, None, 0.95), (4, 8, None), (3, 8, None), (3, 32, None), (2, 8, None), (2, 32, None)]
+SMOL_PLAN = [(3, 16, None), (3, 64, None), (4, 16, None), (2, 64, None), (None, None, 0.95)]
+
+
+def rotation_jobs() -> list:
+    """W4A16 / W4A8 / W4A4 (RTN, int4 per channel asymmetric weights; activations per token,
+    asymmetric, dynamic) without and with rotations fused (:mod:`qlab.quantize.rotation`)."""
+    from qlab.quantize import DynamicConfig, rotation
+
+    jobs = []
+    for rot in ("none", "hadamard", "random"):
+        for abits in (16, 8, 4):
+            if rot == "random" and abits != 4:
+                continue
+            if abits == 16:
+                cfg: Any = PTQConfig(weights="int4", activations=None, include=INCLUDE, progress=False,
+                                     weight_options={"symmetric": False})  # fmt: skip
+            else:
+                cfg = DynamicConfig(weights="int4", activations=f"int{abits}", granularity="token", include=INCLUDE,
+                                    weight_options={"symmetric": False})  # fmt: skip
+            key = {"section": "rotation", "method": f"rtn W4A{abits}", "bits": 4, "group_size": None, "rotation": rot}
+
+            def fn(m: Any, cfg: Any = cfg, rot: str = rot) -> Any:
+                if rot != "none":
+                    rotation.rotate_model(m, kind=rot, seed=0, online=True)
+                return qlab.quantize_(m, cfg)
+
+            jobs.append((key, fn))
+    return jobs
+
+
+def measure_minilm(m: Any, ref: Any) -> dict[str, float]:
+    from qlab.eval.embedding import embedding_similarity
+
+    c = embedding_similarity(m, n=MINILM_N, reference=ref)
+    return {k: float(c[k]) for k in ("cosine_mean", "cosine_min", "top10_overlap")}
+
+
+MINILM_N = 256  # sentences, as the capstone (scripts/capstone_sweeps.py) measures MiniLM
+
+
 def cached_llm_methods() -> list[dict[str, Any]]:
     """AWQ/GPTQ rows of ``llm_methods.json`` (same protocol) at the HQQ section's bits and groups."""
     try:
@@ -78,18 +148,22 @@ def cached_llm_methods() -> list[dict[str, Any]]:
             if r["method"] in ("awq", "gptq") and r["group_size"] == 32]  # fmt: skip
 
 
-def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: dict[str, Any]) -> None:
-    keys = ("section", "method", "bits", "group_size")
-    done = {tuple(r[k] for k in keys) for r in rows}
+def row_id(r: dict[str, Any]) -> tuple:
+    return tuple(r.get(k) for k in ("section", "method", "bits", "group_size", "rank", "energy", "rotation"))
+
+
+def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: dict[str, Any],
+             measure_fn: Callable[[Any, Any], dict[str, float]] = measure) -> None:  # fmt: skip
+    done = {row_id(r) for r in rows}
     for key, fn in jobs:
-        if tuple(key[k] for k in keys) in done:
+        if row_id(key) in done:
             continue
         m = m0.fresh()
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         rep = fn(m)
         seconds = time.perf_counter() - t0
-        row = {**key, **report_row(rep), **measure(m, ref), "seconds": seconds,
+        row = {**key, **report_row(rep), **measure_fn(m, ref), "seconds": seconds,
                "load_avg": round((load0 + os.getloadavg()[0]) / 2, 2)}  # fmt: skip
         rows.append(row)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
@@ -99,7 +173,7 @@ def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("hqq",), default=None)
+    ap.add_argument("--only", choices=("hqq", "lowrank", "rotation"), default=None)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,10 +192,21 @@ def main() -> None:
                         "model_bpw": 32.0, "perplexity": ref.perplexity, "kl": 0.0, "top1": 1.0, "seconds": 0.0})  # fmt: skip
     if not any(r.get("source") for r in rows):
         rows.extend(cached_llm_methods())
-    sections = {"hqq": hqq_jobs}
-    for name, jobs in sections.items():
-        if args.only in (None, name):
-            run_jobs(jobs(), rows, m0, ref, params)
+    if args.only in (None, "hqq"):
+        run_jobs(hqq_jobs(), rows, m0, ref, params)
+    if args.only in (None, "lowrank"):
+        from qlab.core.text import wikitext_sentences
+        from qlab.eval.embedding import reference_embeddings
+
+        mini = qlab.models.load("minilm-l6", progress=False)
+        eref = reference_embeddings(mini, wikitext_sentences(MINILM_N))
+        if not any(r["section"] == "lowrank_minilm" and r["method"] == "float" for r in rows):
+            rows.append({"section": "lowrank_minilm", "method": "float", "bits": 32, "group_size": None,
+                         "bits_per_weight": 32.0, **measure_minilm(mini, eref)})  # fmt: skip
+        run_jobs(lowrank_jobs("lowrank_minilm", None, MINILM_PLAN), rows, mini, eref, params, measure_minilm)
+        run_jobs(lowrank_jobs("lowrank_smollm2", INCLUDE, SMOL_PLAN), rows, m0, ref, params)
+    if args.only in (None, "rotation"):
+        run_jobs(rotation_jobs(), rows, m0, ref, params)
     qlab.cache.save(NAME, rows, script=SCRIPT, params=params)
 
 
