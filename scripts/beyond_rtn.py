@@ -1,20 +1,23 @@
 """Beyond round-to-nearest on SmolLM2-135M (issue 14): HQQ vs RTN (and the cached AWQ/GPTQ rows).
 
-Writes ``data/cache/beyond_rtn.json``: one row per (section, method, bits, group), each with
+Writes ``data/cache/beyond_rtn.json`` (and ``beyond_kv.json``, the KV section): one row per (section, method, bits, group), each with
 
 * ``bits_per_weight`` over the quantized decoder Linears (codes + scales + zero-points, exact
   bytes from the report) and ``model_bpw`` over the whole model (embedding and norms in float32);
 * ``perplexity``, ``kl`` (mean KL), ``top1`` on WikiText-2 against the float model in one pass
-  (:func:`qlab.eval.compare`), the protocol of ``scripts/llm_methods.py``: window 512, 16
-  windows, the 210 decoder Linears quantized, ``lm_head``/embedding in float;
+  (:func:`qlab.eval.compare`), the protocol of ``scripts/llm_methods.py`` (window 512, the 210
+  decoder Linears quantized, ``lm_head``/embedding in float) but 4 windows by default instead of
+  16 (``--windows``): on 2 cores shared with other work one 16-window evaluation took over 15
+  minutes;
 * ``seconds`` (quantization time) and the load average (2 cores shared with other work).
 
 Sections (``--only``):
 
 * ``hqq``: RTN (asymmetric int, min-max, fp32 scale + uint8 zero) vs HQQ (:mod:`qlab.quantize.hqq`,
-  float zero-point optimized, fp16 scale + fp16 zero) at int4/int3 g32 and g128 and int2 g16; the
-  AWQ/GPTQ rows at the same bits and groups are copied from ``data/cache/llm_methods.json``
-  (same protocol, ``source`` says so) instead of being recomputed (they take 5-15 min each).
+  float zero-point optimized, fp16 scale + fp16 zero) at int4/int3 g32, int4 g128 and int2 g16. The
+  float/RTN/AWQ/GPTQ g32 rows of ``data/cache/llm_methods.json`` are copied in (section
+  ``llm_methods``, ``windows`` and ``source`` say so: 16 windows, so compare them with each other
+  and HQQ with the RTN rows measured here, not across sections).
 
 * ``lowrank_minilm`` / ``lowrank_smollm2``: :mod:`qlab.quantize.lowrank` -- quantization alone
   (asymmetric int, groups of 32), truncated SVD alone (an energy target, fp16 factors) and both
@@ -28,6 +31,14 @@ Sections (``--only``):
   value/output heads, online Hadamard on ``down_proj``'s input): Hadamard, and a seeded random
   orthogonal rotation at W4A4. The rotated model's ``lm_head`` is untied (float32), which
   ``model_bpw`` counts.
+
+* ``kv``: KV-cache quantization (:mod:`qlab.quantize.kvcache`, simulated: K after RoPE and V
+  replaced by ``decode(encode(.))`` before attention) at context 512 (4 windows) and 2048 (1
+  window) -- llama.cpp-like q8_0/q4_0 blocks of 32, int4 per token / per head, KIVI (keys per
+  channel over the window, values per token), with and without a Hadamard on Q/K -- and llama.cpp
+  itself (llama-cpp-python through qlab's isolated child, ``type_k = type_v`` f16/q8_0/q4_0, flash
+  attention, on an f32 GGUF export of the same float model and on the reference's very tokens);
+  ``bytes_per_token``: K and V over all 30 layers.
 
 Rows already in the cache with the same parameters are kept (the script resumes)::
 
@@ -50,9 +61,10 @@ from qlab.quantize import HQQConfig, PTQConfig, lowrank
 from qlab.quantize.recipes import Spec
 
 NAME = "beyond_rtn"
+NAME_KV = "beyond_kv"
 SCRIPT = "scripts/beyond_rtn.py"
 INCLUDE = "model.layers.*"
-WINDOW, WINDOWS = 512, 16
+WINDOW = 512
 
 
 def measure(m: Any, ref: Any) -> dict[str, float]:
@@ -69,7 +81,7 @@ def report_row(rep: Any) -> dict[str, float]:
 def hqq_jobs() -> list[tuple[dict[str, Any], Callable[[Any], Any]]]:
     """(row key, quantize function) of the HQQ section."""
     jobs = []
-    for bits, group in ((4, 32), (3, 32), (4, 128), (3, 128), (2, 16)):
+    for bits, group in ((4, 32), (3, 32), (4, 128), (2, 16)):
         rtn = PTQConfig(weights=f"int{bits}", activations=None, group_size=group, include=INCLUDE,
                         weight_options={"symmetric": False}, progress=False)  # fmt: skip
         hqq = HQQConfig(weights=f"int{bits}", group_size=group, include=INCLUDE)
@@ -95,7 +107,7 @@ def lowrank_jobs(section: str, include: str | None, plan: list[tuple[int | None,
 
 MINILM_PLAN = [(4, None, None), (3, None, None), (2, None, None), (None, None, 0.5), (None, None, 0.8),
                (None, None, 0.95), (4, 8, None), (3, 8, None), (3, 32, None), (2, 8, None), (2, 32, None)]
-SMOL_PLAN = [(3, 16, None), (3, 64, None), (4, 16, None), (2, 64, None), (None, None, 0.95)]
+SMOL_PLAN = [(3, 16, None), (3, 64, None), (4, 16, None), (None, None, 0.95)]
 
 
 def rotation_jobs() -> list:
@@ -125,6 +137,67 @@ def rotation_jobs() -> list:
     return jobs
 
 
+def kv_plan() -> list[tuple[str, Any, Any, bool]]:
+    """(label, K spec, V spec, Hadamard on Q/K) of the simulated KV-cache rows."""
+    from qlab.quantize.kvcache import KVSpec as S
+
+    return [("q8_0", S("q8_0", "block32"), S("q8_0", "block32"), False),
+            ("q4_0", S("q4_0", "block32"), S("q4_0", "block32"), False),
+            ("q4_0 + hadamard", S("q4_0", "block32"), S("q4_0", "block32"), True),
+            ("int4 per token", S("int4", "token"), S("int4", "token"), False),
+            ("int4 per head", S("int4", "head"), S("int4", "head"), False),
+            ("int4 per head + hadamard", S("int4", "head"), S("int4", "head"), True),
+            ("kivi int4 (K channel, V token)", S("int4", "channel"), S("int4", "token"), False),
+            ("kivi int2 (K channel, V token)", S("int2", "channel"), S("int2", "token"), False),
+            ("int2 per head + hadamard", S("int2", "head"), S("int2", "head"), True)]  # fmt: skip
+
+
+LLAMA_KV = ("f16", "q8_0", "q4_0")  # llama.cpp type_k = type_v (flash attention on, required for a quantized V)
+
+
+def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], contexts: list[tuple[int, int]],
+            threads: int) -> None:  # fmt: skip
+    """The KV section: qlab's simulated caches and llama.cpp's ``type_k``/``type_v`` at each
+    (context, windows), KL against the float model on the same tokens."""
+    import gguf
+
+    from qlab.backends.llamacpp import export, run
+    from qlab.quantize import kvcache
+
+    done = {row_id(r) for r in rows}
+    gguf_path = f"/tmp/qlab_beyond_{os.getuid()}_smollm2_f32.gguf"
+    for ctx, windows in contexts:
+        ref = None
+        jobs: list[tuple[dict[str, Any], Any]] = []
+        for label, k, v, rot in kv_plan():
+            jobs.append(({"section": "kv", "method": label, "backend": "qlab", "context": ctx, "windows": windows,
+                          "bytes_per_token": kvcache.bytes_per_token(m0.model.config, k, v, ctx)}, (k, v, rot)))  # fmt: skip
+        for t in LLAMA_KV:
+            spec = kvcache.KVSpec(None if t == "f16" else t, "block32")
+            jobs.append(({"section": "kv", "method": t, "backend": "llama.cpp", "context": ctx, "windows": windows,
+                          "bytes_per_token": kvcache.bytes_per_token(m0.model.config, spec, spec, ctx)}, t))  # fmt: skip
+        for key, what in jobs:
+            if row_id(key) in done:
+                continue
+            if ref is None:
+                ref = reference(m0, window=ctx, windows=windows, dtype=torch.float16, progress=False)
+            t0 = time.perf_counter()
+            if key["backend"] == "qlab":
+                m = m0.fresh()
+                kvcache.quantize_kv(m, what[0], what[1], rotate=what[2])
+                got = measure(m, ref)
+            else:
+                if not os.path.exists(gguf_path):
+                    export.export_gguf(m0, gguf_path, "f32")
+                ty = int(getattr(gguf.GGMLQuantizationType, what.upper()))
+                c = run.compare(gguf_path, ref, type_k=ty, type_v=ty, flash_attn=True, threads=threads)
+                got = {k: float(c[k]) for k in ("perplexity", "kl", "top1")}
+            row = {**key, **got, "seconds": time.perf_counter() - t0}
+            rows.append(row)
+            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            qlab.cache.save(NAME_KV, rows, script=SCRIPT, params=params)
+
+
 def measure_minilm(m: Any, ref: Any) -> dict[str, float]:
     from qlab.eval.embedding import embedding_similarity
 
@@ -142,14 +215,13 @@ def cached_llm_methods() -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     p = old["params"]
-    if (p.get("window"), p.get("windows")) != (WINDOW, WINDOWS):
-        return []
-    return [{"section": "hqq", **r, "source": "data/cache/llm_methods.json"} for r in old["rows"]
-            if r["method"] in ("awq", "gptq") and r["group_size"] == 32]  # fmt: skip
+    return [{**r, "section": "llm_methods", "windows": p.get("windows"), "source": "data/cache/llm_methods.json"}
+            for r in old["rows"] if r["group_size"] == 32 or r["method"] == "float"]  # fmt: skip
 
 
 def row_id(r: dict[str, Any]) -> tuple:
-    return tuple(r.get(k) for k in ("section", "method", "bits", "group_size", "rank", "energy", "rotation"))
+    keys = ("section", "method", "bits", "group_size", "rank", "energy", "rotation", "backend", "context")
+    return tuple(r.get(k) for k in keys)
 
 
 def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: dict[str, Any],
@@ -173,11 +245,15 @@ def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("hqq", "lowrank", "rotation"), default=None)
+    ap.add_argument("--only", choices=("hqq", "lowrank", "rotation", "kv"), default=None)
+    ap.add_argument("--kv-contexts", default="512x4,2048x1", help="context x windows for the KV section")
+    ap.add_argument("--windows", type=int, default=4, help="WikiText windows of 512 tokens (llm_methods: 16)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    params = {"window": WINDOW, "windows": WINDOWS, "threads": args.threads, "quantized": INCLUDE,
+    if args.only == "kv":
+        return kv_main(args)
+    params = {"window": WINDOW, "windows": args.windows, "threads": args.threads, "quantized": INCLUDE,
               "rtn": "asymmetric int, min-max, fp32 scale + uint8 zero-point",
               "hqq": "qlab.quantize.hqq defaults (lp_norm 0.7, beta 10, iters 20), fp16 scale + fp16 zero"}  # fmt: skip
     try:
@@ -186,7 +262,7 @@ def main() -> None:
     except FileNotFoundError:
         rows = []
     m0 = qlab.models.load("smollm2-135m", progress=False)
-    ref = reference(m0, window=WINDOW, windows=WINDOWS, dtype=torch.float16, progress=False)
+    ref = reference(m0, window=WINDOW, windows=args.windows, dtype=torch.float16, progress=False)
     if not any(r["method"] == "float" for r in rows):
         rows.insert(0, {"section": "float", "method": "float", "bits": 32, "group_size": None, "bits_per_weight": 32.0,
                         "model_bpw": 32.0, "perplexity": ref.perplexity, "kl": 0.0, "top1": 1.0, "seconds": 0.0})  # fmt: skip
@@ -194,6 +270,8 @@ def main() -> None:
         rows.extend(cached_llm_methods())
     if args.only in (None, "hqq"):
         run_jobs(hqq_jobs(), rows, m0, ref, params)
+    if args.only in (None, "rotation"):
+        run_jobs(rotation_jobs(), rows, m0, ref, params)
     if args.only in (None, "lowrank"):
         from qlab.core.text import wikitext_sentences
         from qlab.eval.embedding import reference_embeddings
@@ -205,9 +283,23 @@ def main() -> None:
                          "bits_per_weight": 32.0, **measure_minilm(mini, eref)})  # fmt: skip
         run_jobs(lowrank_jobs("lowrank_minilm", None, MINILM_PLAN), rows, mini, eref, params, measure_minilm)
         run_jobs(lowrank_jobs("lowrank_smollm2", INCLUDE, SMOL_PLAN), rows, m0, ref, params)
-    if args.only in (None, "rotation"):
-        run_jobs(rotation_jobs(), rows, m0, ref, params)
     qlab.cache.save(NAME, rows, script=SCRIPT, params=params)
+    if args.only is None:
+        kv_main(args)
+
+
+def kv_main(args: argparse.Namespace) -> None:
+    """The KV section, in its own cache (``data/cache/beyond_kv.json``) so that it can run beside the others."""
+    contexts = [(int(a), int(b)) for a, b in (c.split("x") for c in args.kv_contexts.split(","))]
+    params = {"contexts": args.kv_contexts, "threads": args.threads, "reference": "float SmolLM2, fp16 logits"}
+    try:
+        old = qlab.cache.load(NAME_KV)
+        rows = old["rows"] if old.get("params") == params else []
+    except FileNotFoundError:
+        rows = []
+    m0 = qlab.models.load("smollm2-135m", progress=False)
+    kv_rows(rows, m0, params, contexts, args.threads)
+    qlab.cache.save(NAME_KV, rows, script=SCRIPT, params=params)
 
 
 if __name__ == "__main__":
