@@ -59,6 +59,21 @@ def lowrank_readout(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cache_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], **where: Any) -> str:
+    """A fixed-width text table of the cache ``rows`` matching ``where`` (key = value), one line per
+    row; ``columns``: ``(key, header, format spec)``; a missing value prints as ``-``."""
+    chosen = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    widths = [max(len(h), 10) for _, h, _ in columns]
+    lines = ["  ".join(f"{h:>{w}}" for (_, h, _), w in zip(columns, widths, strict=True))]
+    for r in chosen:
+        cells = []
+        for (k, _, f), w in zip(columns, widths, strict=True):
+            v = r.get(k)
+            cells.append(f"{'-' if v is None else format(v, f):>{w}}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
 def rotation_panel(acts: dict[str, Any]):  # pragma: no cover - interactive wiring
     """Pick a layer's input activations and bits; see |x| before/after the Hadamard and the SQNR."""
     import ipywidgets as W
@@ -107,4 +122,4 @@ def lowrank_panel(weights: dict[str, Any]):  # pragma: no cover - interactive wi
     return W.VBox([W.HBox([layer, rank, bits]), out])
 
 
-__all__ = ["rotation_state", "lowrank_state", "lowrank_readout", "rotation_panel", "lowrank_panel"]
+__all__ = ["cache_table", "rotation_state", "lowrank_state", "lowrank_readout", "rotation_panel", "lowrank_panel"]

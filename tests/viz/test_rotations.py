@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qlab.quantize import lowrank
-from qlab.viz.rotations import lowrank_readout, lowrank_state, rotation_state
+from qlab.viz.rotations import cache_table, lowrank_readout, lowrank_state, rotation_state
 
 
 def acts():
@@ -42,3 +42,10 @@ def test_validation():
         rotation_state(np.zeros(4), 4, True)
     with pytest.raises(ValueError, match="bits"):
         rotation_state(acts(), 7, True)
+
+
+def test_cache_table_filters_and_formats():
+    rows = [{"section": "a", "method": "rtn", "kl": 0.31234}, {"section": "b", "method": "hqq", "kl": None},
+            {"section": "a", "method": "hqq"}]
+    t = cache_table(rows, [("method", "method", ""), ("kl", "KL", ".3f")], section="a").splitlines()
+    assert len(t) == 3 and t[1].split() == ["rtn", "0.312"] and t[2].split() == ["hqq", "-"]
