@@ -14,10 +14,13 @@ Writes ``data/cache/beyond_rtn.json`` (and ``beyond_kv.json``, the KV section): 
 Sections (``--only``):
 
 * ``hqq``: RTN (asymmetric int, min-max, fp32 scale + uint8 zero) vs HQQ (:mod:`qlab.quantize.hqq`,
-  float zero-point optimized, fp16 scale + fp16 zero) at int4/int3 g32, int4 g128 and int2 g16. The
+  float zero-point optimized, fp16 scale + fp16 zero) at int4/int3 g32, int4 g64 and int2 g16 (576-wide rows: no g128). The
   float/RTN/AWQ/GPTQ g32 rows of ``data/cache/llm_methods.json`` are copied in (section
   ``llm_methods``, ``windows`` and ``source`` say so: 16 windows, so compare them with each other
-  and HQQ with the RTN rows measured here, not across sections).
+  and HQQ with the RTN rows measured here, not across sections). SmolLM2's published weights are
+  the dequantized Q4_1 file (groups of 32 on a 16-level grid with a float minimum), which HQQ's
+  float zero-point at int4 g32 reproduces: ``hqq_minilm`` repeats the comparison on MiniLM's
+  fp32 weights (all 40 Linears, the MiniLM protocol below).
 
 * ``lowrank_minilm`` / ``lowrank_smollm2``: :mod:`qlab.quantize.lowrank` -- quantization alone
   (asymmetric int, groups of 32), truncated SVD alone (an energy target, fp16 factors) and both
@@ -28,8 +31,7 @@ Sections (``--only``):
 * ``rotation``: W4A16 / W4A8 / W4A4 (RTN: int4 per-channel asymmetric weights, per-token
   asymmetric dynamic activations on every decoder Linear's input) on the float model and on the
   model with rotations fused (:func:`qlab.quantize.rotation.rotate_model`: residual stream,
-  value/output heads, online Hadamard on ``down_proj``'s input): Hadamard, and a seeded random
-  orthogonal rotation at W4A4. The rotated model's ``lm_head`` is untied (float32), which
+  value/output heads, online Hadamard on ``down_proj``'s input; Hadamard). The rotated model's ``lm_head`` is untied (float32), which
   ``model_bpw`` counts.
 
 * ``kv``: KV-cache quantization (:mod:`qlab.quantize.kvcache`, simulated: K after RoPE and V
@@ -78,15 +80,15 @@ def report_row(rep: Any) -> dict[str, float]:
     return {"bits_per_weight": 8 * qbytes / qparams, "model_bpw": rep.bits_per_weight}
 
 
-def hqq_jobs() -> list[tuple[dict[str, Any], Callable[[Any], Any]]]:
+def hqq_jobs(section: str = "hqq", include: str | None = INCLUDE) -> list[tuple[dict[str, Any], Callable[[Any], Any]]]:
     """(row key, quantize function) of the HQQ section."""
     jobs = []
-    for bits, group in ((4, 32), (3, 32), (4, 128), (2, 16)):
-        rtn = PTQConfig(weights=f"int{bits}", activations=None, group_size=group, include=INCLUDE,
+    for bits, group in ((4, 32), (3, 32), (4, 64), (2, 16)):
+        rtn = PTQConfig(weights=f"int{bits}", activations=None, group_size=group, include=include,
                         weight_options={"symmetric": False}, progress=False)  # fmt: skip
-        hqq = HQQConfig(weights=f"int{bits}", group_size=group, include=INCLUDE)
+        hqq = HQQConfig(weights=f"int{bits}", group_size=group, include=include)
         for method, cfg in (("rtn", rtn), ("hqq", hqq)):
-            key = {"section": "hqq", "method": method, "bits": bits, "group_size": group}
+            key = {"section": section, "method": method, "bits": bits, "group_size": group}
             jobs.append((key, lambda m, cfg=cfg: qlab.quantize_(m, cfg)))
     return jobs
 
@@ -107,7 +109,7 @@ def lowrank_jobs(section: str, include: str | None, plan: list[tuple[int | None,
 
 MINILM_PLAN = [(4, None, None), (3, None, None), (2, None, None), (None, None, 0.5), (None, None, 0.8),
                (None, None, 0.95), (4, 8, None), (3, 8, None), (3, 32, None), (2, 8, None), (2, 32, None)]
-SMOL_PLAN = [(3, 16, None), (3, 64, None), (4, 16, None), (None, None, 0.95)]
+SMOL_PLAN = [(3, 16, None), (4, 16, None), (None, None, 0.95)]
 
 
 def rotation_jobs() -> list:
@@ -116,10 +118,8 @@ def rotation_jobs() -> list:
     from qlab.quantize import DynamicConfig, rotation
 
     jobs = []
-    for rot in ("none", "hadamard", "random"):
+    for rot in ("none", "hadamard"):
         for abits in (16, 8, 4):
-            if rot == "random" and abits != 4:
-                continue
             if abits == 16:
                 cfg: Any = PTQConfig(weights="int4", activations=None, include=INCLUDE, progress=False,
                                      weight_options={"symmetric": False})  # fmt: skip
@@ -282,6 +282,7 @@ def main() -> None:
             rows.append({"section": "lowrank_minilm", "method": "float", "bits": 32, "group_size": None,
                          "bits_per_weight": 32.0, **measure_minilm(mini, eref)})  # fmt: skip
         run_jobs(lowrank_jobs("lowrank_minilm", None, MINILM_PLAN), rows, mini, eref, params, measure_minilm)
+        run_jobs(hqq_jobs("hqq_minilm", None), rows, mini, eref, params, measure_minilm)
         run_jobs(lowrank_jobs("lowrank_smollm2", INCLUDE, SMOL_PLAN), rows, m0, ref, params)
     qlab.cache.save(NAME, rows, script=SCRIPT, params=params)
     if args.only is None:

@@ -124,3 +124,20 @@ def test_function_validation() -> None:
         H.hqq_quantize(w, 9, 64)
     with pytest.raises(ValueError, match="NaN"):
         H.hqq_quantize(w.masked_fill(w > 1, float("nan")), 4, 64)
+
+
+def test_smollm2_is_q4_1_so_hqq_int4_g32_is_lossless(smol) -> None:  # noqa: F811
+    """SmolLM2's float weights are its published Q4_1 file dequantized (groups of 32, 16 levels,
+    float scale and minimum): HQQ's min-max start with a float zero-point is that grid, so int4 g32
+    reproduces the weights to float rounding, which RTN's integer zero-point (range widened to 0)
+    does not. This is why HQQ "wins" at int4 g32 on this model (scripts/beyond_rtn.py)."""
+    import numpy as np
+
+    from qlab import formats
+
+    w = smol.model.get_submodule("model.layers.3.mlp.up_proj").weight.detach().float()
+    exact = H.hqq_quantize(w, 4, 32, meta_dtype="float32")
+    assert (exact.weight - w).abs().max().item() < 1e-5
+    assert (H.hqq_quantize(w, 4, 64, meta_dtype="float32").weight - w).abs().max().item() > 1e-2
+    rtn = formats.roundtrip(w.numpy(), "int4", granularity="group", group_size=32, symmetric=False)
+    assert np.abs(rtn - w.numpy()).max() > 1e-2
