@@ -152,7 +152,10 @@ def kv_plan() -> list[tuple[str, Any, Any, bool]]:
             ("int2 per head + hadamard", S("int2", "head"), S("int2", "head"), True)]  # fmt: skip
 
 
-LLAMA_KV = ("f16", "q8_0", "q4_0")  # llama.cpp type_k = type_v (flash attention on, required for a quantized V)
+#: llama.cpp type_k = type_v (flash attention on, required for a quantized V); "no-rot": with
+#: LLAMA_ATTN_ROT_DISABLE=1, which turns off the Hadamard rotation llama.cpp applies to attention
+#: when the cache is quantized (the string "attn_rot_hadamard" is in the bundled libllama.so)
+LLAMA_KV = ("f16", "q8_0", "q4_0", "q8_0 no-rot", "q4_0 no-rot")
 
 
 def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], contexts: list[tuple[int, int]],
@@ -173,7 +176,7 @@ def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], context
             jobs.append(({"section": "kv", "method": label, "backend": "qlab", "context": ctx, "windows": windows,
                           "bytes_per_token": kvcache.bytes_per_token(m0.model.config, k, v, ctx)}, (k, v, rot)))  # fmt: skip
         for t in LLAMA_KV:
-            spec = kvcache.KVSpec(None if t == "f16" else t, "block32")
+            spec = kvcache.KVSpec(None if t == "f16" else t.split()[0], "block32")
             jobs.append(({"section": "kv", "method": t, "backend": "llama.cpp", "context": ctx, "windows": windows,
                           "bytes_per_token": kvcache.bytes_per_token(m0.model.config, spec, spec, ctx)}, t))  # fmt: skip
         for key, what in jobs:
@@ -189,8 +192,14 @@ def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], context
             else:
                 if not os.path.exists(gguf_path):
                     export.export_gguf(m0, gguf_path, "f32")
-                ty = int(getattr(gguf.GGMLQuantizationType, what.upper()))
-                c = run.compare(gguf_path, ref, type_k=ty, type_v=ty, flash_attn=True, threads=threads)
+                ty = int(getattr(gguf.GGMLQuantizationType, what.split()[0].upper()))
+                env = {"LLAMA_ATTN_ROT_DISABLE": "1"} if what.endswith("no-rot") else {}
+                os.environ.update(env)  # the llama.cpp child inherits the environment
+                try:
+                    c = run.compare(gguf_path, ref, type_k=ty, type_v=ty, flash_attn=True, threads=threads)
+                finally:
+                    for k in env:
+                        os.environ.pop(k, None)
                 got = {k: float(c[k]) for k in ("perplexity", "kl", "top1")}
             row = {**key, **got, "seconds": time.perf_counter() - t0}
             rows.append(row)
