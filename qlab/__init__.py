@@ -24,6 +24,7 @@ _LAZY_ATTRS = {
     "SmoothQuantConfig": "quantize",
     "AWQConfig": "quantize",
     "GPTQConfig": "quantize",
+    "HQQConfig": "quantize",
     "WeightOnlyConfig": "quantize",
     "sweep": "analysis.sweep",
 }

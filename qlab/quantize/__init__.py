@@ -22,6 +22,7 @@ from .configs import (
     SmoothQuantConfig,
     WeightOnlyConfig,
 )
+from .hqq import HQQConfig
 from .imatrix import IMatrix, collect_imatrix, load_imatrix, save_imatrix
 from .mixed import MixedResult, mixed_precision, uniform_bytes, uniform_within
 from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
@@ -31,7 +32,7 @@ from .sparsity import SparsityReport, activation_norms, nm_mask, sparsify_model,
 __all__ = [
     "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "calibration", "recipes", "resolve_recipe",
     "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
-    "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig", "WeightOnlyConfig",
+    "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig", "WeightOnlyConfig", "HQQConfig",
     "mixed", "mixed_precision", "MixedResult", "uniform_bytes", "uniform_within",
     "IMatrix", "collect_imatrix", "load_imatrix", "save_imatrix",
     "sparsity", "sparsify_model", "SparsityReport", "nm_mask", "wanda_score", "activation_norms",
