@@ -58,6 +58,17 @@ def my_lsq_step_grad(v, s, bits):
     inside = np.round(r) - r  # d(round(v/s) * s)/ds with round' = 1
     return np.where(r < -Q, -Q, np.where(r > Q, Q, inside))
 """,
+    "hadamard_matrix": """\
+def my_hadamard(n):
+    h = np.ones((1, 1))
+    while h.shape[0] < n:
+        h = np.block([[h, h], [h, -h]])
+    return h
+""",
+    "kv_bytes_per_token": """\
+def my_kv_bytes(layers, kv_heads, head_dim, block, block_bytes):
+    return layers * 2 * kv_heads * head_dim / block * block_bytes
+""",
     "importance_vector": """\
 def my_importance(batches):
     cols = batches[0].shape[-1]

@@ -141,6 +141,9 @@ def session(path: str | os.PathLike, threads: int | None = None) -> Any:
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # ORT's idle intra-op threads spin by default: timed round-robin against PyTorch on a 2-core
+    # machine they took the CPU from the next model (PyTorch batch-1 MiniLM measured 1.1 s, not ~25 ms)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
