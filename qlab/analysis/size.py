@@ -72,6 +72,9 @@ def effective_bits(fmt: str, row_length: int | None = None, n_rows: int | None =
     ``row_length`` values and ``per_tensor`` parts over ``n_rows * row_length`` values (ignored
     when those are not given, i.e. for a tensor so large they vanish).
     """
+    for name, v in (("row_length", row_length), ("n_rows", n_rows)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {v!r}")
     lay = formats.get(fmt).layout(**options)
     bits = lay.bits_per_weight
     if row_length:
