@@ -62,7 +62,13 @@ def group_bits(element_bits: float, scale_bits: float, group_size: int, zero_bit
     for name, v in (("element_bits", element_bits), ("scale_bits", scale_bits), ("zero_bits", zero_bits)):
         _number(name, v, "group_bits")
     _number("group_size", group_size, "group_bits", positive=True)
-    return element_bits + (scale_bits + zero_bits) / group_size
+    bits = element_bits + (scale_bits + zero_bits) / group_size
+    if not math.isfinite(bits):  # finite inputs near the float64 limit can still overflow
+        raise ValueError(
+            f"group_bits: {element_bits!r} + ({scale_bits!r} + {zero_bits!r}) / {group_size!r} overflows float64; "
+            "bit widths are small numbers"
+        )
+    return bits
 
 
 def effective_bits(fmt: str, row_length: int | None = None, n_rows: int | None = None, **options: Any) -> float:
@@ -97,6 +103,8 @@ def size_table(n_params: int, schemes: dict[str, float], other_params: int = 0) 
     fp32 = (n_params + other_params) * 4.0
     for label, bits in schemes.items():
         nbytes = n_params * bits / 8.0 + other_params * 4.0
+        if not math.isfinite(nbytes) or not math.isfinite(fp32):
+            raise ValueError(f"size_table: {n_params!r} weights at {bits!r} bits overflow float64 bytes")
         rows.append({"scheme": label, "bits_per_weight": float(bits), "bytes": nbytes,
                      "gb": nbytes / 1e9, "vs_fp32": fp32 / nbytes})
     return rows
@@ -106,7 +114,10 @@ def stream_seconds(nbytes: float, gb_per_s: float) -> float:
     """Seconds to read ``nbytes`` once at ``gb_per_s`` (1e9 bytes per second)."""
     _number("nbytes", nbytes, "stream_seconds", positive=True)
     _number("gb_per_s (bandwidth)", gb_per_s, "stream_seconds", positive=True)
-    return float(nbytes) / (gb_per_s * 1e9)
+    s = float(nbytes) / (float(gb_per_s) * 1e9)
+    if not math.isfinite(s) or s <= 0:  # over/underflow at the float64 limits: not a real size or bandwidth
+        raise ValueError(f"stream_seconds: {nbytes!r} bytes at {gb_per_s!r} GB/s gives {s!r} s, not a usable time")
+    return s
 
 
 def decode_table(model_bytes: dict[str, float], bandwidths: dict[str, float]) -> list[dict[str, Any]]:

@@ -118,6 +118,21 @@ def check_rows(layers: list[Layer], wspec: Spec | None, aspec: Spec | None) -> N
             )
 
 
+def check_finite(layers: list[Layer]) -> None:
+    """Every selected layer's weight (and bias) is finite: a ``ValueError`` naming the layer. A
+    NaN/Inf weight makes every observed range and every output past it meaningless, so a pipeline
+    refuses it even when the weights themselves stay float (activation-only PTQ)."""
+    for la in layers:
+        for pname in ("weight", "bias"):
+            p = getattr(la.module, pname, None)
+            if p is not None and not bool(torch.isfinite(p.detach()).all()):
+                n = int((~torch.isfinite(p.detach())).sum())
+                raise ValueError(
+                    f"{la.name}.{pname}: {n} NaN/Inf value(s); quantization needs finite weights "
+                    f"(fix the model, or exclude the layer: exclude=[{la.name!r}])"
+                )
+
+
 def _block(s: Spec) -> str:
     fmt = formats.get(s)
     o = fmt.options(**s.options)
@@ -219,6 +234,6 @@ def mark(model: ModelLike, label: str) -> None:
 
 
 __all__ = [
-    "Layer", "SUPPORTED", "find_layers", "check_model", "check_rows", "encode_weights", "quantize_weight", "layer_report",
+    "Layer", "SUPPORTED", "find_layers", "check_model", "check_rows", "check_finite", "encode_weights", "quantize_weight", "layer_report",
     "other_params", "set_input_hook", "remove_hook", "quantizing_hook", "mark", "state",
 ]  # fmt: skip

@@ -48,6 +48,7 @@ class PTQSession:
         self.aspec = config.activation_spec() if config.activations else None
         self.layers = L.find_layers(model, config.include, config.exclude)
         L.check_rows(self.layers, self.wspec, self.aspec)
+        L.check_finite(self.layers)
         if self.aspec is not None and kind(self.aspec) != "ranged" and config.activation_granularity != "tensor":
             raise ValueError(
                 f"activation format {self.aspec.label()} has no per-channel scale; activation_granularity must be 'tensor'"

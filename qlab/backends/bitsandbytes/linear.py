@@ -88,6 +88,12 @@ def check_cpu_kernel(cpu_kernel: str) -> str:
 FP16_MAX = 65504.0
 
 
+def check_block_size(block_size: Any) -> None:
+    """bitsandbytes' 4-bit blocks: a power of two in 32..4096 (its kernels' template sizes)."""
+    if isinstance(block_size, bool) or block_size not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
+        raise ValueError(f"{BACKEND}: block_size must be a power of two in 32..4096, got {block_size!r}")
+
+
 def quantized_linear(
     lin: nn.Linear, weights: str, device: str | torch.device = "cpu", threshold: float = 6.0,
     block_size: int = 64, compress_statistics: bool = True, cpu_kernel: str = "auto",
@@ -102,6 +108,8 @@ def quantized_linear(
     weights = "fp4" if weights == "fp4_bnb" else weights
     if weights not in FORMATS:
         raise _unsupported(weights)
+    if weights != "int8":
+        check_block_size(block_size)
     if weights != "int8" and lin.in_features % block_size:
         raise ValueError(
             f"{BACKEND}: a Linear with in_features={lin.in_features} (not a multiple of block_size={block_size}) "
@@ -176,8 +184,7 @@ def quantize(
         raise _unsupported(weights)
     check_cpu_kernel(cpu_kernel)
     check_threshold(threshold)
-    if block_size not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
-        raise ValueError(f"{BACKEND}: block_size must be a power of two in 32..4096, got {block_size}")
+    check_block_size(block_size)
     dev = check_device(device)
     model = copy.deepcopy(m.model).eval()
     names = [n for n, mod in model.named_modules() if type(mod) is nn.Linear and not any(s in n for s in skip)]

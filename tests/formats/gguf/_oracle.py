@@ -79,6 +79,24 @@ def llama_cpp_bytes(t: str, x: np.ndarray) -> bytes:
     return call("quantize_chunk", fmt.ggml_type, x, x.size // fmt.block_size * fmt.type_size)
 
 
+def llama_cpp_cases(types, cases, needs_imatrix=()) -> dict[str, np.ndarray]:
+    """``{"<type>/<case>": llama.cpp's bytes}`` for every ``(x, imatrix)`` case of ``cases`` and
+    every type, in one call of the child process (``ggml_quantize_chunk`` per job); a type of
+    ``needs_imatrix`` is not asked for a case without an importance vector (llama.cpp aborts)."""
+    pytest.importorskip("llama_cpp")
+    from qlab.backends.llamacpp.isolate import call
+
+    keys, jobs = [], []
+    for name, (x, w) in cases.items():
+        for t in types:
+            if w is None and t in needs_imatrix:
+                continue
+            f = F.get(t)
+            keys.append(f"{t}/{name}")
+            jobs.append((f.ggml_type, x, x.size // f.block_size * f.type_size, w))
+    return {k: np.frombuffer(b, np.uint8) for k, b in zip(keys, call("quantize_chunks", jobs), strict=True)}
+
+
 def adversarial_inputs(seed: int, n: int, tiny: float, zero_row: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Matrices (8 or 4 rows of ``n``) that reach the rare branches of GGML's searches -- all-zero
     and near-zero blocks and sub-blocks (``tiny`` in one 32-block; ``zero_row``: a whole zero row),

@@ -19,7 +19,7 @@ from gguf import quants as gq
 import qlab.formats as F
 import qlab.formats.gguf  # noqa: F401  (registers the formats)
 
-from ._oracle import adversarial_inputs
+from ._oracle import adversarial_inputs, llama_cpp_cases
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 IMAT = dict(np.load(DATA / "imatrix" / "ggml_imatrix.npz"))
@@ -137,16 +137,7 @@ def _adversarial() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 @pytest.fixture(scope="module")
 def llama_cpp_adversarial() -> dict[str, np.ndarray]:
     """``{"<type>/<case>": llama.cpp's bytes}`` for every adversarial case and type."""
-    pytest.importorskip("llama_cpp")
-    from qlab.backends.llamacpp.isolate import call
-
-    keys, jobs = [], []
-    for name, (x, w) in _adversarial().items():
-        for t in TYPES:
-            f = F.get(t)
-            keys.append(f"{t}/{name}")
-            jobs.append((f.ggml_type, x, x.size // f.block_size * f.type_size, w))
-    return {k: np.frombuffer(b, np.uint8) for k, b in zip(keys, call("quantize_chunks", jobs), strict=True)}
+    return llama_cpp_cases(TYPES, _adversarial())
 
 
 @pytest.mark.parametrize("t", TYPES)
