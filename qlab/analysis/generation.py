@@ -88,16 +88,16 @@ def _check(prompt: Any, recipes: Any, n_tokens: Any) -> list[Any]:
 @torch.no_grad()
 def greedy(model: torch.nn.Module, ids: list[int], n_tokens: int) -> tuple[list[int], list[float]]:
     """``n_tokens`` argmax tokens after ``ids`` (with the KV cache) and the top-1/top-2 logit gap of each step."""
-    out = model(torch.tensor([ids]), use_cache=True)
-    past, logits = out.past_key_values, out.logits[0, -1]
+    out = model(torch.tensor([ids]), use_cache=True, logits_to_keep=1)
+    past, logits = out.cache, out.logits[0, -1]
     new, margin = [], []
     for _ in range(n_tokens):
         top = torch.topk(logits.float(), 2)
         nxt = int(top.indices[0])
         new.append(nxt)
         margin.append(float(top.values[0] - top.values[1]))
-        out = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
-        past, logits = out.past_key_values, out.logits[0, -1]
+        out = model(torch.tensor([[nxt]]), cache=past, use_cache=True)
+        past, logits = out.cache, out.logits[0, -1]
     return new, margin
 
 
