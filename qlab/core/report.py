@@ -10,6 +10,7 @@ bits-per-weight convention), ``summary()``, ``table()`` (columns named by the su
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, ClassVar
@@ -25,6 +26,12 @@ def _cell(v: Any, fmt: str | None) -> str:
     return str(v)
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a monospaced font: East Asian wide/full-width characters (Hangul,
+    CJK) take two, combining marks none (Unicode UAX #11), so Korean rows line up."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str | None]]) -> str:
     """Rows of dicts as aligned text. ``columns``: (key, header, format spec or None).
 
@@ -32,11 +39,15 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
     """
     cells = [[_cell(r.get(k), f) for k, _, f in columns] for r in rows]
     heads = [h for _, h, _ in columns]
-    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
+    widths = [max([display_width(h)] + [display_width(c[i]) for c in cells]) for i, h in enumerate(heads)]
     numeric = [all(isinstance(r.get(k), int | float) or r.get(k) is None for r in rows) for k, _, _ in columns]
 
+    def pad(v: str, w: int, right: bool) -> str:
+        fill = " " * (w - display_width(v))
+        return fill + v if right else v + fill
+
     def line(vals: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(vals, widths, numeric, strict=True)).rstrip()
+        return "  ".join(pad(v, w, n) for v, w, n in zip(vals, widths, numeric, strict=True)).rstrip()
 
     return "\n".join([line(heads), line(["-" * w for w in widths]), *(line(c) for c in cells)])
 
