@@ -20,8 +20,8 @@ file several times and takes a minute):
 * the tokenizer is rebuilt from the ``tokenizer.ggml.*`` metadata with transformers' GGUF
   tokenizer converter (same ids as llama.cpp's tokenizer on WikiText).
 
-Files of another architecture (or with rope scaling) fall back to transformers' own GGUF loader;
-Qwen2, Qwen3 and Gemma 3 files are tested that way (``tests/backends/llamacpp/test_your_own_model.py``).
+Plain Qwen2, Qwen3 and Gemma 3 files are read by :mod:`.gguf_causal_lm`; files of another
+architecture (or with rope scaling) fall back to transformers' own GGUF loader.
 """
 
 from __future__ import annotations
@@ -150,6 +150,10 @@ def build_llama(path: str | Path, progress: bool = True, desc: str | None = None
     path = Path(path)
     gguf = GGUFFile.open(path)
     if not supports(gguf):
+        from . import gguf_causal_lm
+
+        if gguf_causal_lm.supports(gguf):  # Qwen2, Qwen3, Gemma 3: qlab's reader too
+            return gguf_causal_lm.build(path), gguf_tokenizer(path)
         return _transformers_fallback(path, gguf.architecture)
     config = llama_config(gguf)
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
@@ -210,8 +214,8 @@ def gguf_tokenizer(path: str | Path) -> Any:
 
 def _transformers_fallback(path: Path, arch: str | None = None) -> tuple[torch.nn.Module, Any]:
     """Any architecture transformers can read from GGUF (slow: it parses the file several times).
-    Qwen2, Qwen3 and Gemma 3 are supported (tested against llama.cpp: :mod:`.archs`); for another
-    architecture a failure of transformers' loader is re-raised naming the supported ones."""
+    For an architecture outside :data:`.archs.ARCHS` a failure of transformers' loader is
+    re-raised naming the supported ones."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .archs import ARCHS, arch_by_gguf
