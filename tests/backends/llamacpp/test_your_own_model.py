@@ -29,7 +29,7 @@ from qlab.backends.llamacpp import compare, export_gguf, tokenize
 from qlab.models import load
 from qlab.models.archs import ARCHS, SUPPORTED, hparams
 
-from .conftest import DATA
+from .conftest import DATA, raw_tensors
 
 pytestmark = pytest.mark.slow
 WINDOW, WINDOWS = 64, 2
@@ -140,6 +140,9 @@ def test_exported_gguf_loads_back(arch: str, family: Any, text: str) -> None:
     torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-5)
     snippet = text[:3000]
     assert back.tokenizer(snippet)["input_ids"] == m.tokenizer(snippet)["input_ids"]
+    again = path.with_suffix(".again.gguf")  # a GGUF-loaded model exports (metadata copied) to the same tensors
+    export_gguf(back, again, "f32")
+    assert raw_tensors(again) == raw_tensors(path)
 
 
 @pytest.mark.parametrize("arch", SUPPORTED)
@@ -216,3 +219,41 @@ def test_unsupported_architectures_are_refused(hf_tokenizer: Any, tmp_path: Path
     with pytest.raises(ValueError, match="rope_type"):
         hparams(ARCHS["llama"], LlamaConfig(**COMMON, rope_parameters={"rope_type": "linear", "factor": 2.0,
                                                                        "rope_theta": 1e4}))
+
+
+def test_unsupported_gguf_architecture_is_refused_at_load(tmp_path: Path) -> None:
+    import gguf
+
+    path = tmp_path / "mamba.gguf"
+    w = gguf.GGUFWriter(str(path), "mamba")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ValueError, match=r"architecture='mamba' is not a supported architecture; supported: llama"):
+        load(path, progress=False)
+
+
+def test_tokenizer_pre_is_named_or_asked_for(hf_tokenizer: Any) -> None:
+    """llama.cpp's pre-tokenizer name is read off the tokenizer (GPT-2's byte-level regex, Qwen2's
+    split regex); another one must be named with ``tokenizer_pre`` instead of guessed."""
+    import copy
+
+    from tokenizers import pre_tokenizers
+
+    from qlab.backends.llamacpp.source import tokenizer_kv
+
+    kv = {k: v for k, v, _, _ in tokenizer_kv(hf_tokenizer, 49152 + 3)}
+    assert kv["tokenizer.ggml.pre"] == "gpt-2" and kv["tokenizer.ggml.model"] == "gpt2"
+    assert kv["tokenizer.ggml.tokens"][-3:] == ["[PAD49152]", "[PAD49153]", "[PAD49154]"]
+    assert kv["tokenizer.ggml.token_type"][:2] == [3, 3] and kv["tokenizer.ggml.token_type"][100] == 1  # control, normal
+    assert len(kv["tokenizer.ggml.merges"]) == 48900 and kv["tokenizer.ggml.bos_token_id"] == 1
+    other = copy.deepcopy(hf_tokenizer)
+    other.backend_tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(ValueError, match="pass tokenizer_pre="):
+        tokenizer_kv(other, 49152)
+    assert {k: v for k, v, _, _ in tokenizer_kv(other, 49152, "llama-bpe")}["tokenizer.ggml.pre"] == "llama-bpe"
+    with pytest.raises(ValueError, match="has 49152 tokens, the model's embedding 100 rows"):
+        tokenizer_kv(hf_tokenizer, 100)
