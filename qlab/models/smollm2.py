@@ -20,7 +20,8 @@ file several times and takes a minute):
 * the tokenizer is rebuilt from the ``tokenizer.ggml.*`` metadata with transformers' GGUF
   tokenizer converter (same ids as llama.cpp's tokenizer on WikiText).
 
-Files of another architecture (or with rope scaling) fall back to transformers' own GGUF loader.
+Plain Qwen2, Qwen3 and Gemma 3 files are read by :mod:`.gguf_causal_lm`; files of another
+architecture (or with rope scaling) fall back to transformers' own GGUF loader.
 """
 
 from __future__ import annotations
@@ -149,7 +150,11 @@ def build_llama(path: str | Path, progress: bool = True, desc: str | None = None
     path = Path(path)
     gguf = GGUFFile.open(path)
     if not supports(gguf):
-        return _transformers_fallback(path)
+        from . import gguf_causal_lm
+
+        if gguf_causal_lm.supports(gguf):  # Qwen2, Qwen3, Gemma 3: qlab's reader too
+            return gguf_causal_lm.build(path), gguf_tokenizer(path)
+        return _transformers_fallback(path, gguf.architecture)
     config = llama_config(gguf)
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
     state: dict[str, torch.Tensor] = {}
@@ -207,14 +212,27 @@ def gguf_tokenizer(path: str | Path) -> Any:
         return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
 
 
-def _transformers_fallback(path: Path) -> tuple[torch.nn.Module, Any]:
-    """Any architecture transformers can read from GGUF (slow: it parses the file several times)."""
+def _transformers_fallback(path: Path, arch: str | None = None) -> tuple[torch.nn.Module, Any]:
+    """Any architecture transformers can read from GGUF (slow: it parses the file several times).
+    For an architecture outside :data:`.archs.ARCHS` a failure of transformers' loader is
+    re-raised naming the supported ones."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
-    )
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    from .archs import ARCHS, arch_by_gguf
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
+        )
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    except Exception as e:
+        if arch in ARCHS:
+            raise
+        try:
+            arch_by_gguf(arch, f"{path.name}: general.architecture")
+        except ValueError as unsupported:
+            raise ValueError(f"{unsupported} (transformers' GGUF loader failed too: {e})") from e
+        raise
     return model.eval(), tok
 
 

@@ -9,6 +9,9 @@
 
 A local path works too: a ``.gguf`` file (LLaMA architecture natively, others through
 transformers), a sentence-transformers directory, or a Hugging Face directory of a ``*ForCausalLM``.
+"Bring your own model": LLaMA, Qwen2, Qwen3 and Gemma 3 (:mod:`qlab.models.archs`) go the whole
+way -- load, evaluate, quantize, ``export_gguf``, run in llama.cpp; other causal LMs load and
+quantize in torch, and ``export_gguf`` refuses them naming the supported families.
 
 Everything is read from the installed packages or local files (``local_files_only=True``): no hub
 is ever contacted. Parsed weights are cached per process (the first ``load`` of a model parses and

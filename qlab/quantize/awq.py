@@ -166,6 +166,11 @@ def scale_groups(block: nn.Module, chosen: set[str]) -> list[tuple[str, tuple[st
             f"AWQ's scale groups follow LLaMA-style blocks (input_layernorm, self_attn.q/k/v/o_proj, "
             f"post_attention_layernorm, mlp.gate/up/down_proj); {type(block).__name__} is not one"
         )
+    if "pre_feedforward_layernorm" in mods:  # Gemma: the MLP reads pre_feedforward_layernorm, norms are x * (1 + w)
+        raise ValueError(
+            f"AWQ cannot fold scales into {type(block).__name__}: Gemma-style blocks (pre_feedforward_layernorm, "
+            f"RMSNorm x * (1 + w)) are not LLaMA-style; use GPTQ or weight-only quantization for them"
+        )
     out = []
     for prev, names in SCALE_GROUPS:
         if not all(n in chosen for n in names):

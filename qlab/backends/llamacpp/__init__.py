@@ -6,7 +6,8 @@
 >>> compare("smollm2-q4_k_m.gguf", qlab.eval.reference(m))                 # doctest: +SKIP
 
 * :func:`export_gguf` -- the model as a GGUF file (same recipes as ``qlab.quantize_model``),
-  tokenizer and metadata copied from the GGUF it was loaded from;
+  tokenizer and metadata copied from the GGUF it was loaded from, or written from the Hugging
+  Face directory it was loaded from (LLaMA, Qwen2, Qwen3, Gemma 3: :mod:`qlab.models.archs`);
 * :func:`perplexity`, :func:`window_logits`, :func:`compare`, :func:`kl_report` -- qlab's
   perplexity protocols (``"full-window"``, ``"llama-perplexity"``), KL / top-1 agreement and the
   full ``--kl-divergence`` statistics, computed by llama.cpp (llama-cpp-python);

@@ -1,13 +1,15 @@
-"""Write a (quantized) LLaMA-family model as a GGUF file that llama.cpp loads, with qlab's encoders.
+"""Write a (quantized) LLaMA, Qwen2, Qwen3 or Gemma 3 model as a GGUF file that llama.cpp loads, with qlab's encoders.
 
 Every GGML tensor is produced by ``qlab.formats.get(type).encode(w).to_bytes()`` -- qlab's own,
 byte-exact implementation of ggml-quants.c -- and written with gguf-py's ``GGUFWriter``; which
 type each weight gets is decided by ``qlab.quantize``'s recipe resolver (see :mod:`.recipe`).
 The tokenizer and model metadata (every key/value pair) are copied from the GGUF the model was
-loaded from (``m.source``), so the file is the same model, re-quantized. The tests check the
+loaded from (``m.source``), so the file is the same model, re-quantized; a model loaded from a
+Hugging Face directory gets them written from its config and tokenizer (:mod:`.source`). The tests check the
 result against llama.cpp's own quantizer byte for byte (Q8_0, Q4_0 and the Q4_K_M mix).
 
-Two conventions differ between transformers and llama.cpp, and are undone here:
+Conventions that differ between transformers and llama.cpp are undone here (the table of
+families and their quirks: :mod:`qlab.models.archs`):
 
 * **names**: HF ``model.layers.N.self_attn.q_proj.weight`` is GGUF ``blk.N.attn_q.weight``
   (gguf-py's ``TensorNameMap``, the table transformers uses in reverse when it loads a GGUF).
@@ -16,7 +18,9 @@ Two conventions differ between transformers and llama.cpp, and are undone here:
   GGML's interleaved pairs; transformers un-permutes on load (``LlamaTensorProcessor``). We
   re-apply the permutation. It only moves whole rows, and GGML blocks run along a row, so
   ``encode(permute(w))`` holds exactly the blocks of ``permute(encode(w))``: the exported weights
-  are bit-identical to qlab's simulated quantization of the HF model.
+  are bit-identical to qlab's simulated quantization of the HF model. LLaMA only: Qwen2/3 and
+  Gemma 3 use GGML's NEOX rope, HF's own layout.
+* **Gemma's norms**: GGUF stores ``1 + w`` of transformers' ``x * (1 + w)`` RMSNorm.
 
 Norm weights stay float32 (llama.cpp never quantizes 1-D tensors). With tied embeddings
 (SmolLM2) there is no ``output.weight``: llama.cpp reuses ``token_embd.weight`` as the output
@@ -25,7 +29,6 @@ matrix, exactly as transformers ties ``lm_head`` to ``embed_tokens``.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import warnings
@@ -41,13 +44,16 @@ from ...core.report import Report
 from ...files import atomic_path
 from ...formats import get as get_format
 from ...formats.specs import GGML_TYPES
+from ...models.archs import Arch, arch_by_gguf, arch_of_model, is_norm
 from ...quantize.imatrix import IMatrix, gguf_name_map, module_vectors
 from .recipe import TensorChoice, file_type, resolve_types
+from .source import Source, gguf_source, hf_source
+
+_source = gguf_source  # (the tests' name for it)
 
 __all__ = ["ExportReport", "TensorRow", "export_gguf", "gguf_name_map", "permute_qk", "unpermute_qk"]
 
 _SKIP_KEYS = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment"}
-_SUPPORTED_ARCHS = ("llama",)
 
 
 @dataclass
@@ -154,43 +160,8 @@ def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-# -- reading the source file -----------------------------------------------------------------
-@dataclass(frozen=True)
-class _Source:
-    """What the export needs from the source GGUF: its key/value pairs and its tensor table."""
-
-    kv: tuple[tuple[str, Any, Any, Any], ...]  # (key, value, GGUFValueType, array element type)
-    tensors: tuple[tuple[str, tuple[int, ...]], ...]  # (name, shape in torch order)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return next((v for k, v, _, _ in self.kv if k == key), default)
-
-
-@functools.lru_cache(maxsize=4)
-def _read_source(path: str, mtime_ns: int, size: int) -> _Source:
-    """Parse the source once per process: gguf-py's ``GGUFReader`` builds a numpy view for
-    every vocabulary string (seconds for 49k tokens); exports of one model share the result."""
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    kv = []
-    for key, f in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        vtype = f.types[0]
-        sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        kv.append((key, f.contents(), vtype, sub))
-    tensors = tuple((t.name, tuple(int(d) for d in reversed(t.shape.tolist()))) for t in reader.tensors)
-    return _Source(tuple(kv), tensors)
-
-
-def _source(path: Path) -> _Source:
-    st = path.stat()
-    return _read_source(str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-def _copy_metadata(src: _Source, writer: Any) -> None:
-    """Copy every key/value pair of the source (tokenizer, hyper-parameters, chat template)."""
+def _copy_metadata(src: Source, writer: Any) -> None:
+    """Write every key/value pair of the source (tokenizer, hyper-parameters, chat template)."""
     for key, value, vtype, sub in src.kv:
         if key not in _SKIP_KEYS:
             writer.add_key_value(key, value, vtype, sub_type=sub)
@@ -226,6 +197,7 @@ def export_gguf(
     source: str | Path | None = None,
     ftype: int | None = None,
     imatrix: Any = None,
+    tokenizer_pre: str | None = None,
 ) -> ExportReport:
     """Write ``m`` (from :func:`qlab.models.load`) as a GGUF file; return an :class:`ExportReport`.
 
@@ -243,30 +215,41 @@ def export_gguf(
     gives ``quant_weights`` to ``ggml_quantize_chunk``, and the ``quantize.imatrix.*`` keys
     llama-quantize adds are written. Tensors without a vector are quantized without; types that
     require one (iq2_xxs, iq2_xs, iq1_s) raise naming the tensor.
+
+    Architectures: those of :data:`qlab.models.archs.ARCHS` (LLaMA, Qwen2, Qwen3, Gemma 3), loaded
+    from a GGUF file or from a Hugging Face directory; for a directory the GGUF hyper-parameters
+    and tokenizer are written from the model's config and tokenizer (:mod:`.source`;
+    ``tokenizer_pre``: llama.cpp's pre-tokenizer name when it cannot be read off the tokenizer).
+    Any other architecture raises a ValueError listing the supported ones.
     """
 
     from ...quantize.recipes import torch_module
 
     t0 = time.perf_counter()
     model = torch_module(m)  # (LlamaForCausalLM has a ``.model`` of its own)
-    source = Path(source if source is not None else getattr(m, "source", None) or "")
-    if source.suffix != ".gguf" or not source.is_file():
+    given = source if source is not None else getattr(m, "source", None)
+    source = Path(given or "")
+    from_gguf = source.suffix == ".gguf" and source.is_file()
+    if not given or (not from_gguf and not source.is_dir()):
         raise ValueError(
             f"export_gguf copies the tokenizer and metadata from the GGUF file the model was loaded "
-            f"from; {source!s} is not one (pass source=... with the original .gguf)"
+            f"from (or writes them from its Hugging Face directory's config and tokenizer); {source!s} "
+            f"is neither (pass source=... with the original .gguf or model directory)"
         )
     target = Path(path)
-    if target.resolve() == source.resolve() or (target.exists() and target.samefile(source)):
+    if from_gguf and (target.resolve() == source.resolve() or (target.exists() and target.samefile(source))):
         raise ValueError(
             f"export_gguf: path {str(path)!r} is the model's own source GGUF ({source}); writing there "
             f"would overwrite the file the model and its tokenizer come from: pick another path"
         )
     if not target.parent.is_dir():
         raise ValueError(f"export_gguf: the directory of path {str(path)!r} does not exist")
-    src = _source(source)
-    arch = str(src.get("general.architecture"))
-    if arch not in _SUPPORTED_ARCHS:
-        raise ValueError(f"export_gguf supports the {_SUPPORTED_ARCHS} architectures, not {arch!r}")
+    if from_gguf:
+        src = gguf_source(source)
+        arch = arch_by_gguf(src.get("general.architecture"), f"general.architecture of {source.name}")
+    else:  # a Hugging Face directory: convert_hf_to_gguf.py's keys and names, from the model itself
+        src = hf_source(model, getattr(m, "tokenizer", None), source.name, tokenizer_pre)
+        arch = arch_of_model(model)
     choices = resolve_types(model, recipe, include, exclude)
     ftype = file_type(recipe) if ftype is None else ftype
     if isinstance(imatrix, str | Path):
@@ -275,7 +258,7 @@ def export_gguf(
         imatrix = load_imatrix(imatrix)
     vectors = None if imatrix is None else module_vectors(model, imatrix)
     with atomic_path(target) as tmp:  # a failed or killed export leaves no half file at ``path``
-        report = _write(model, tmp, recipe, choices, src, source, ftype, vectors, imatrix)
+        report = _write(model, tmp, recipe, choices, src, arch, ftype, vectors, imatrix)
     report.path = target
     report.file_bytes = target.stat().st_size
     report.seconds = time.perf_counter() - t0
@@ -291,13 +274,13 @@ def export_gguf(
 
 
 def _write(
-    model: Any, path: Path, recipe: Any, choices: dict[str, Any], src: _Source, source: Path, ftype: int | None,
+    model: Any, path: Path, recipe: Any, choices: dict[str, Any], src: Source, family: Arch, ftype: int | None,
     vectors: dict[str, np.ndarray] | None = None, imatrix: Any = None,
 ) -> ExportReport:
     """Write the GGUF file at ``path`` (a temporary path that export_gguf renames)."""
     import gguf
 
-    arch = str(src.get("general.architecture"))
+    arch = family.gguf
     n_layers = int(src.get(f"{arch}.block_count"))
     n_head = int(src.get(f"{arch}.attention.head_count"))
     n_head_kv = int(src.get(f"{arch}.attention.head_count_kv", n_head))
@@ -323,17 +306,19 @@ def _write(
     for gname, shape in src.tensors:  # the source's tensor set and order
         hf = from_gguf.get(gname)
         if hf is None:
-            raise ValueError(f"{gname} of {source.name} has no parameter in the model (names: {arch} map)")
+            raise ValueError(f"{gname} of {src.name} has no parameter in the model (names: {arch} map)")
         w = state[hf].to("cpu", copy=False).float().numpy()
         if tuple(w.shape) != shape:
-            raise ValueError(f"{hf} has shape {tuple(w.shape)}, {gname} in {source.name} has {shape}")
+            raise ValueError(f"{hf} has shape {tuple(w.shape)}, {gname} in {src.name} has {shape}")
         module = hf.rpartition(".")[0]
         keep = TensorChoice("f32", "f32")
         choice = choices.get(module, keep) if w.ndim == 2 else keep
-        if ".attn_q." in gname:
+        if family.permute_qk and ".attn_q." in gname:  # LLaMA only: GGML NORM rope (others NEOX)
             w = permute_qk(w, n_head)
-        elif ".attn_k." in gname:
+        elif family.permute_qk and ".attn_k." in gname:
             w = permute_qk(w, n_head_kv)
+        elif family.norm_offset and is_norm(gname):  # Gemma: GGUF stores 1 + w of x * (1 + w)
+            w = w + np.float32(family.norm_offset)
         vec = None if vectors is None or choice.used in ("f32", "f16", "bf16") else vectors.get(module)
         try:
             data, raw_type = _encode(w, choice.used, vec)
@@ -347,7 +332,7 @@ def _write(
     if getattr(getattr(model, "config", None), "tie_word_embeddings", False):
         missing.discard("output.weight")  # tied: token_embd.weight is the output matrix
     if missing:
-        raise ValueError(f"model parameters without a tensor in {source.name}: {sorted(missing)[:5]}")
+        raise ValueError(f"model parameters without a tensor in {src.name}: {sorted(missing)[:5]}")
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
