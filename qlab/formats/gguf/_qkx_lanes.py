@@ -29,12 +29,10 @@ _F = np.float32
 NL = 64  # lanes per group: enough for LLVM's vector width x interleave (32..64 float32)
 
 
-# One flat float32 buffer holds everything a group touches, in rows of ``nl`` floats (a run-time
-# value: the callers pass ``NL`` from Python) at these row offsets. Each lane loop below reads a few rows
-# and writes ONE: LLVM vectorises a loop over ``k`` only if its run-time checks that the written
-# row does not overlap the rows read stay few (separate loops per written row, recomputing a
-# product where needed, are cheaper than scalar code). With a compile-time row length it instead
-# unrolls or gives up, and the kernel is 4x slower.
+# One flat float32 buffer holds everything a group touches, in rows of ``nl`` floats at these row
+# offsets. ``nl`` must be a run-time value (the callers pass ``NL`` from Python): LLVM then
+# vectorises every loop over lanes, behind run-time checks that the rows do not overlap; with a
+# compile-time row length it unrolls the short loops instead and the kernel is 4x slower.
 MAXN = 32  # sub-block length, at most
 XMIN, XMAX, SUMW, SUMX, BEST, SL, SL2, SXL, ERR, TS, TM, DD, WIN, FLAT, SCALE, THE_MIN = range(16)
 XT = 16  # rows XT + i: value i of every lane's sub-block
@@ -56,7 +54,7 @@ def _fcode(f, fmax):
     low 23 mantissa bits) in integers, exact also for out-of-range ``f`` like
     :func:`._qx_kernels.nearest_int`; the clamp in float32 is exact (integers below 2**23)."""
     v = np.float32(f + _MAGIC)
-    q = _F((v.view(np.int32) & np.int32(0x007FFFFF)) - np.int32(0x00400000))
+    q = _F(np.int32((v.view(np.int32) & 0x007FFFFF) - 0x00400000))  # int32: 8 lanes per AVX2 op
     q = q if q < fmax else fmax
     return q if q > _F(0.0) else _F(0.0)
 
@@ -120,16 +118,13 @@ def qkx3_lanes(a, nl, n, nmax, rmin, rdelta, nstep):
             a[SXL * nl + k] = _F(0.0)
         for i in range(n):
             for k in range(nl):
-                a[(LAUX + i) * nl + k] = _fcode(a[TS * nl + k] * (a[(XT + i) * nl + k] - a[XMIN * nl + k]), fmax)
-            # C: sum_l += w*l; sum_l2 += w*l*l; sum_xl += w*l*x[i]  (w*l first, then *l or *x)
-            for k in range(nl):
-                a[SL * nl + k] = a[SL * nl + k] + a[(WT + i) * nl + k] * a[(LAUX + i) * nl + k]
-            for k in range(nl):
-                q = a[(LAUX + i) * nl + k]
-                a[SL2 * nl + k] = a[SL2 * nl + k] + a[(WT + i) * nl + k] * q * q
-            for k in range(nl):
-                wl = a[(WT + i) * nl + k] * a[(LAUX + i) * nl + k]
-                a[SXL * nl + k] = a[SXL * nl + k] + wl * a[(XT + i) * nl + k]
+                xi = a[(XT + i) * nl + k]
+                q = _fcode(a[TS * nl + k] * (xi - a[XMIN * nl + k]), fmax)
+                a[(LAUX + i) * nl + k] = q
+                wl = a[(WT + i) * nl + k] * q  # C: w*l*l == (w*l)*l and w*l*x[i] == (w*l)*x[i]
+                a[SL * nl + k] = a[SL * nl + k] + wl
+                a[SL2 * nl + k] = a[SL2 * nl + k] + wl * q
+                a[SXL * nl + k] = a[SXL * nl + k] + wl * xi
         for k in range(nl):
             sl = a[SL * nl + k]
             a[DD * nl + k] = a[SUMW * nl + k] * a[SL2 * nl + k] - sl * sl
