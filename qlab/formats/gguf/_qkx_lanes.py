@@ -14,8 +14,9 @@ equals), and the branches of the C code (``max <= min``, ``D > 0``, ``this_min >
 too, but never wins (its first error is exactly 0), and gets C's zero codes and scale at the end.
 
 Layout: the group is transposed, row ``XT + i`` of the buffer holds value ``i`` of every lane's
-sub-block, so the loops over lanes have unit stride and LLVM vectorises them (the 37 trials of
-``NL = 64`` sub-blocks run in about a third of the time the scalar search needs).
+sub-block, so the loops over lanes have unit stride and LLVM vectorises them. Measured on one
+core (AVX-512 Xeon, 1024x1024, CPU time): the Q2_K / Q4_K imatrix kernel went from 155 / 123 ms
+with the scalar search to 61 / 56 ms.
 """
 
 from __future__ import annotations
