@@ -18,6 +18,10 @@ sub-block, so the loops over lanes have unit stride and LLVM vectorises them. Me
 core (AVX-512 Xeon, 1024x1024, CPU time): the Q2_K / Q4_K imatrix kernel went from 155 / 123 ms
 with the scalar search to 34 / 32 ms. (Selects must read both sides before choosing: a load
 inside a branch arm kept those loops scalar and cost a third of the time.)
+
+These kernels are inlined into :func:`._imx_kernels.kquant1_imatrix`, whose numba cache entry is
+keyed on the text of ``_imx_kernels.py`` only: after editing this file, delete that entry (in
+``qlab._numba_cache``'s directory) or the old compiled search keeps running.
 """
 
 from __future__ import annotations
