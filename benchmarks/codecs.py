@@ -13,7 +13,10 @@ compiles the numba kernels). Peers, where they offer the same format:
 * torch casts (``tensor.to(float8)`` and back): fp8_e4m3, fp8_e5m2; ml_dtypes casts for the other
   element-wise floats.
 
-The ratio column is qlab's speed divided by the peer's (> 1: qlab is faster).
+The ratio column is qlab's speed divided by the peer's (> 1: qlab is faster). ``--clock cpu`` times
+with this process's CPU time instead of the wall clock: steadier on a machine shared with other
+work, and still like with like, as every peer runs in this process (set ``NUMBA_NUM_THREADS=1``
+so that qlab's kernels run on one thread, as llama.cpp does here).
 
 A second table times ``encode(x, imatrix=w)`` (``--imatrix-formats``, by default the K-quants, IQ4
 and the IQ lattice types; ``""`` skips it) against llama.cpp's ``ggml_quantize_chunk`` with the same
@@ -33,14 +36,16 @@ import numpy as np
 
 import qlab
 
+CLOCK: Callable[[], float] = time.perf_counter  # --clock cpu: time.process_time
+
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
     fn()  # warm-up (numba compilation, caches)
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return min(times)
 
 
@@ -155,10 +160,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--formats", default=",".join(qlab.formats.names()))
     ap.add_argument("--imatrix-formats", default=",".join(IMATRIX_FORMATS))
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: this process's CPU time (steadier on a shared machine; every peer runs in-process)")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     x = np.random.default_rng(0).standard_normal((args.n, args.n)).astype(np.float32)
     mv = x.size / 1e6
-    print(f"qlab {qlab.__version__}: {args.n}x{args.n} float32, best of {args.repeat}; Mv/s = million values / s")
+    print(f"qlab {qlab.__version__}: {args.n}x{args.n} float32, best of {args.repeat} ({args.clock} clock); "
+          "Mv/s = million values / s")
     print(f"{'format':<11} {'qlab enc':>9} {'qlab dec':>9}   {'peer':<28} {'peer enc':>9} {'peer dec':>9} {'enc ratio':>9} {'dec ratio':>9}")
     for name in filter(None, args.formats.split(",")):
         fmt = qlab.formats.get(name)

@@ -6,8 +6,9 @@ ggml/src/ggml-quants.c; re-implemented here in C's float32 evaluation order (the
 
 * ``quantize_row_q4_0_impl`` / ``q5_0``: ``make_qx_quants(32, 8|16, rmse_type=1, weight)``;
 * ``quantize_row_q4_1_impl`` / ``q5_1``: ``make_qkx3_quants(32, 15|31, -0.9f, 0.05f, 36)``;
-* ``quantize_row_q2_K_impl``, ``q4_K``, ``q5_K``: ``make_qkx3_quants`` per sub-block, then
-  ``make_qp_quants`` for the sub-block scales and mins, weighted by the sub-block weight sums;
+* ``quantize_row_q2_K_impl``, ``q4_K``, ``q5_K``: ``make_qkx3_quants`` per sub-block (64
+  sub-blocks side by side in SIMD lanes: :mod:`._qkx_lanes`), then ``make_qp_quants`` for the
+  sub-block scales and mins, weighted by the sub-block weight sums;
 * ``quantize_row_q3_K_impl``: ``make_qx_quants(16, 4)`` per sub-block, ``make_qx_quants(16, 32)``
   for the scales; ``quantize_row_q6_K_impl``: ``make_qx_quants(16, 32)`` with the raw imatrix.
 
@@ -29,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from ._kq_kernels import _make_qkx2
+from ._qkx_lanes import LC, SCALE, THE_MIN, WT, XT, lane_buffer, qkx3_lanes
 from ._qx_kernels import EPS, nearest_int, pick_lane, signed_absmax
 
 _F = np.float32
@@ -200,35 +202,61 @@ def legacy_imatrix(x, w, ncols, nmax, affine):
 
 # -- K-quants ----------------------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def kquant1_imatrix(x, w, ncols, sub, nmax, scale_max):
+def kquant1_imatrix(x, w, ncols, sub, nmax, scale_max, nl):
     """Q2_K (``sub=16, nmax=3, scale_max=15``; ``sigma2 = sum_x2/256``) and Q4_K/Q5_K
     (``sub=32, nmax=15|31, scale_max=63``; ``sigma2 = 2*sum_x2/256``): the ``make_qkx3_quants``
     codes ``(nb, 256)``, the ``make_qp_quants`` codes of the scales and mins ``(nb, 256/sub)``
-    (uint8, wrapped like C) and the float32 super-block ``d``, ``dmin``."""
+    (uint8, wrapped like C) and the float32 super-block ``d``, ``dmin``.
+
+    The sub-blocks are searched ``nl`` at a time (pass :data:`._qkx_lanes.NL`: a run-time value,
+    see there), one per SIMD lane (:func:`._qkx_lanes.qkx3_lanes`); the last group is padded with
+    all-zero sub-blocks, whose results are dropped."""
     nb = x.shape[0]
     ns = QK_K // sub
     per_row = ncols // QK_K
+    nsub = nb * ns
     L = np.empty((nb, QK_K), np.uint8)
     Ls = np.empty((nb, ns), np.uint8)
     Lm = np.empty((nb, ns), np.uint8)
     d = np.empty(nb, np.float32)
     dmin = np.empty(nb, np.float32)
-    weight = np.empty(sub, np.float32)
-    Laux = np.empty(sub, np.uint8)
-    tmp = np.empty(sub, np.float32)
-    scales = np.empty(ns, np.float32)
-    mins = np.empty(ns, np.float32)
-    sw = np.empty(ns, np.float32)
+    scales = np.empty((nb, ns), np.float32)
+    mins = np.empty((nb, ns), np.float32)
+    sw = np.empty((nb, ns), np.float32)
+    sigma2 = np.empty(nb, np.float32)
     for b in range(nb):
-        col = (b % per_row) * QK_K
         s = _sum_x2(x, b, QK_K)
-        sigma2 = s / _F(QK_K) if sub == 16 else _F(2.0) * s / _F(QK_K)
-        for j in range(ns):
-            sw[j] = _weights(x, b, sub * j, sub, w, col + sub * j, sigma2, weight)
-            xs, Lj = x[b, sub * j : sub * (j + 1)], L[b, sub * j : sub * (j + 1)]
-            scales[j], mins[j] = _make_qkx2(xs, weight, Lj, Laux, tmp, nmax, _F(-0.9), _F(0.05), 36, False)
-        d[b] = make_qp_w(scales, sw, scale_max, Ls[b])
-        dmin[b] = make_qp_w(mins, sw, scale_max, Lm[b])
+        sigma2[b] = s / _F(QK_K) if sub == 16 else _F(2.0) * s / _F(QK_K)
+    a = lane_buffer(nl)
+    for g in range(0, nsub, nl):
+        m = min(nl, nsub - g)
+        for k in range(m):
+            b, j = divmod(g + k, ns)
+            off = sub * j
+            col = (b % per_row) * QK_K + off
+            s2 = sigma2[b]
+            s = _F(0.0)
+            for i in range(sub):  # C: weight[l] = qw[l] * sqrtf(sigma2 + x[l]*x[l]); sumw += weight[l]
+                xi = x[b, off + i]
+                wi = w[col + i] * np.sqrt(s2 + xi * xi)
+                a[(XT + i) * nl + k] = xi
+                a[(WT + i) * nl + k] = wi
+                s += wi
+            sw[b, j] = s
+        for k in range(m, nl):  # padding: all-zero sub-blocks
+            for i in range(sub):
+                a[(XT + i) * nl + k] = _F(0.0)
+                a[(WT + i) * nl + k] = _F(0.0)
+        qkx3_lanes(a, nl, sub, nmax, _F(-0.9), _F(0.05), 36)
+        for k in range(m):
+            b, j = divmod(g + k, ns)
+            scales[b, j] = a[SCALE * nl + k]
+            mins[b, j] = a[THE_MIN * nl + k]
+            for i in range(sub):
+                L[b, sub * j + i] = np.uint8(a[(LC + i) * nl + k])
+    for b in range(nb):
+        d[b] = make_qp_w(scales[b], sw[b], scale_max, Ls[b])
+        dmin[b] = make_qp_w(mins[b], sw[b], scale_max, Lm[b])
     return L, Ls, Lm, d, dmin
 
 

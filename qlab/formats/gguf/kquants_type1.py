@@ -35,6 +35,7 @@ import numpy as np
 from ..base import Encoded
 from ._imx_kernels import kquant1_imatrix
 from ._kq_kernels import search_q2_k, search_q4_k, search_q5_k
+from ._qkx_lanes import NL
 from .common import (
     GGMLFormat,
     get_fp16,
@@ -150,7 +151,7 @@ class _Q45K(_KQuant):
 
     def quantize_imatrix(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         x = kernel_input(rows.reshape(-1, 256))
-        L0, ls, lm, d, dmin = kquant1_imatrix(x, kernel_input(w), rows.shape[1], 32, (1 << self.bits) - 1, 63)
+        L0, ls, lm, d, dmin = kquant1_imatrix(x, kernel_input(w), rows.shape[1], 32, (1 << self.bits) - 1, 63, NL)
         if self.bits == 5:  # quantize_row_q5_K_impl clamps with MIN(63, .), q4_K's does not
             ls, lm = np.minimum(ls, 63), np.minimum(lm, 63)
         d16, dmin16 = d.astype(np.float16), dmin.astype(np.float16)  # GGML_FP32_TO_FP16
@@ -218,7 +219,7 @@ class Q2K(_KQuant):
         """``quantize_row_q2_K_impl``: ``make_qkx3_quants(16, 3)`` with ``sigma2 = sum_x2/256``
         (not 2*: unlike Q3_K..Q5_K), ``make_qp_quants(16, 15)`` for scales and mins."""
         x = kernel_input(rows.reshape(-1, 256))
-        L0, ls, lm, d, dmin = kquant1_imatrix(x, kernel_input(w), rows.shape[1], 16, 3, 15)
+        L0, ls, lm, d, dmin = kquant1_imatrix(x, kernel_input(w), rows.shape[1], 16, 3, 15, NL)
         sbytes = ls | (lm << 4)  # uint8: Ls[j] | (Lm[j] << 4) stored into a uint8_t
         return self._finish(x.reshape(-1, 16), sbytes, d.astype(np.float16), dmin.astype(np.float16), L0.reshape(-1, 16))
 
