@@ -157,6 +157,10 @@ def kv_plan() -> list[tuple[str, Any, Any, bool]]:
 #: when the cache is quantized (the string "attn_rot_hadamard" is in the bundled libllama.so)
 LLAMA_KV = ("f16", "q8_0", "q4_0", "q8_0 no-rot", "q4_0 no-rot")
 
+#: contexts longer than this measure only the main formats (one 8192-token row takes minutes on 2 cores)
+LONG = 2048
+KV_LONG = ("q8_0", "q4_0", "q4_0 + hadamard", "f16", "q8_0 no-rot", "q4_0 no-rot")
+
 
 def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], contexts: list[tuple[int, int]],
             threads: int) -> None:  # fmt: skip
@@ -173,9 +177,13 @@ def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], context
         ref = None
         jobs: list[tuple[dict[str, Any], Any]] = []
         for label, k, v, rot in kv_plan():
+            if ctx > LONG and label not in KV_LONG:
+                continue
             jobs.append(({"section": "kv", "method": label, "backend": "qlab", "context": ctx, "windows": windows,
                           "bytes_per_token": kvcache.bytes_per_token(m0.model.config, k, v, ctx)}, (k, v, rot)))  # fmt: skip
         for t in LLAMA_KV:
+            if ctx > LONG and t not in KV_LONG:
+                continue
             spec = kvcache.KVSpec(None if t == "f16" else t.split()[0], "block32")
             jobs.append(({"section": "kv", "method": t, "backend": "llama.cpp", "context": ctx, "windows": windows,
                           "bytes_per_token": kvcache.bytes_per_token(m0.model.config, spec, spec, ctx)}, t))  # fmt: skip
@@ -201,7 +209,8 @@ def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], context
                     for k in env:
                         os.environ.pop(k, None)
                 got = {k: float(c[k]) for k in ("perplexity", "kl", "top1")}
-            row = {**key, **got, "seconds": time.perf_counter() - t0}
+            row = {**key, **got, "seconds": time.perf_counter() - t0, "threads": threads,
+                   "load_avg": round(os.getloadavg()[0], 2)}  # fmt: skip
             rows.append(row)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             qlab.cache.save(NAME_KV, rows, script=SCRIPT, params=params)
@@ -255,7 +264,8 @@ def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("hqq", "lowrank", "rotation", "kv"), default=None)
-    ap.add_argument("--kv-contexts", default="512x4,2048x1", help="context x windows for the KV section")
+    ap.add_argument("--kv-contexts", default="512x4,2048x1,8192x1",
+                    help="context x windows for the KV section (above 2048: the main formats only, KV_LONG)")  # fmt: skip
     ap.add_argument("--windows", type=int, default=4, help="WikiText windows of 512 tokens (llm_methods: 16)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -301,12 +311,19 @@ def main() -> None:
 def kv_main(args: argparse.Namespace) -> None:
     """The KV section, in its own cache (``data/cache/beyond_kv.json``) so that it can run beside the others."""
     contexts = [(int(a), int(b)) for a, b in (c.split("x") for c in args.kv_contexts.split(","))]
-    params = {"contexts": args.kv_contexts, "threads": args.threads, "reference": "float SmolLM2, fp16 logits"}
+    params = {"reference": "float SmolLM2, fp16 logits", "threads": "per row (1 for the rows measured first)"}
     try:
         old = qlab.cache.load(NAME_KV)
-        rows = old["rows"] if old.get("params") == params else []
+        same = old.get("params", {}).get("reference") == params["reference"]
+        # rows are keyed by context and method (and carry their windows and threads): a new context
+        # adds rows, the ones measured before are kept (they ran with threads=1, the cache said so)
+        threads0 = old.get("params", {}).get("threads")
+        rows = [{**r, "threads": r.get("threads", threads0)} for r in old["rows"]] if same else []
     except FileNotFoundError:
         rows = []
+    done = sorted({f"{r['context']}x{r['windows']}" for r in rows} | set(args.kv_contexts.split(",")),
+                  key=lambda c: int(c.split("x")[0]))  # fmt: skip
+    params["contexts"] = ",".join(done)
     m0 = qlab.models.load("smollm2-135m", progress=False)
     kv_rows(rows, m0, params, contexts, args.threads)
     qlab.cache.save(NAME_KV, rows, script=SCRIPT, params=params)
