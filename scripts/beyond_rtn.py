@@ -32,7 +32,8 @@ Sections (``--only``):
   asymmetric dynamic activations on every decoder Linear's input) on the float model and on the
   model with rotations fused (:func:`qlab.quantize.rotation.rotate_model`: residual stream,
   value/output heads, online Hadamard on ``down_proj``'s input; Hadamard). The rotated model's ``lm_head`` is untied (float32), which
-  ``model_bpw`` counts.
+  ``model_bpw`` counts. RTN vs GPTQ at W4A16 (same grid) on the float model and after
+  ``quantize_(m, RotationConfig(kind))``, Hadamard and random (:func:`rotation_gptq_jobs`).
 
 * ``kv``: KV-cache quantization (:mod:`qlab.quantize.kvcache`, simulated: K after RoPE and V
   replaced by ``decode(encode(.))`` before attention) at context 512 (4 windows) and 2048 (1
@@ -40,7 +41,9 @@ Sections (``--only``):
   channel over the window, values per token), with and without a Hadamard on Q/K -- and llama.cpp
   itself (llama-cpp-python through qlab's isolated child, ``type_k = type_v`` f16/q8_0/q4_0, flash
   attention, on an f32 GGUF export of the same float model and on the reference's very tokens);
-  ``bytes_per_token``: K and V over all 30 layers.
+  ``bytes_per_token``: K and V over all 30 layers. Context 8192 (SmolLM2's trained context, 1
+  window): the main formats only (``KV_LONG``: q8_0, q4_0 with and without the Hadamard, llama.cpp
+  f16/q8_0/q4_0 with and without its rotation).
 
 Rows already in the cache with the same parameters are kept (the script resumes)::
 
@@ -132,6 +135,47 @@ def rotation_jobs() -> list:
                 if rot != "none":
                     rotation.rotate_model(m, kind=rot, seed=0, online=True)
                 return qlab.quantize_(m, cfg)
+
+            jobs.append((key, fn))
+    return jobs
+
+
+#: GPTQ as scripts/llm_methods.py runs it (its rows at 16 windows; these at this script's 4)
+GPTQ_CALIB_CHARS, GPTQ_SAMPLES, GPTQ_SEQ = 400_000, 16, 512
+
+
+def rotation_gptq_jobs() -> list:
+    """RTN vs GPTQ (W4A16, int4 per channel asymmetric, as the ``rtn W4A16`` rows) on the float and
+    the rotated model (``quantize_(m, RotationConfig(kind))`` first); GPTQ with act_order on
+    ``qlab.eval.calibration_text(400000)``, 16 windows of 512 tokens (``llm_methods.py``'s settings).
+    The ``rtn W4A16`` rows without and with the Hadamard are :func:`rotation_jobs`' (the same config)."""
+    from qlab.eval import calibration_text
+    from qlab.quantize import GPTQConfig, RotationConfig
+
+    text: list[str] = []
+    jobs = []
+    for method in ("gptq", "rtn"):
+        for rot in ("none", "hadamard", "random"):
+            if method == "rtn" and rot != "random":
+                continue  # measured by rotation_jobs
+            if method == "gptq":
+                cfg: Any = GPTQConfig(weights="int4", group_size=None, act_order=True, n_samples=GPTQ_SAMPLES,
+                                      seq_len=GPTQ_SEQ, include=INCLUDE, progress=False)  # fmt: skip
+            else:
+                cfg = PTQConfig(weights="int4", activations=None, include=INCLUDE, progress=False,
+                                weight_options={"symmetric": False})  # fmt: skip
+            key = {"section": "rotation", "method": f"{method} W4A16", "bits": 4, "group_size": None, "rotation": rot}
+            if method == "gptq":
+                key["calibration"] = f"calibration_text({GPTQ_CALIB_CHARS}), {GPTQ_SAMPLES} x {GPTQ_SEQ}, act_order"
+
+            def fn(m: Any, cfg: Any = cfg, rot: str = rot) -> Any:
+                if rot != "none":
+                    qlab.quantize_(m, RotationConfig(kind=rot, seed=0))
+                if not isinstance(cfg, GPTQConfig):
+                    return qlab.quantize_(m, cfg)
+                if not text:
+                    text.append(calibration_text(GPTQ_CALIB_CHARS))
+                return qlab.quantize_(m, cfg, calibration=text[0])
 
             jobs.append((key, fn))
     return jobs
@@ -291,6 +335,7 @@ def main() -> None:
         run_jobs(hqq_jobs(), rows, m0, ref, params)
     if args.only in (None, "rotation"):
         run_jobs(rotation_jobs(), rows, m0, ref, params)
+        run_jobs(rotation_gptq_jobs(), rows, m0, ref, params)
     if args.only in (None, "lowrank"):
         from qlab.core.text import wikitext_sentences
         from qlab.eval.embedding import reference_embeddings
