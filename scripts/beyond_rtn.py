@@ -43,7 +43,7 @@ Sections (``--only``):
   attention, on an f32 GGUF export of the same float model and on the reference's very tokens);
   ``bytes_per_token``: K and V over all 30 layers. Context 8192 (SmolLM2's trained context, 1
   window): the main formats only (``KV_LONG``: q8_0, q4_0 with and without the Hadamard, llama.cpp
-  f16/q8_0/q4_0 with and without its rotation).
+  f16/q8_0/q4_0; not its ``no-rot`` variants, one llama.cpp row took 10-19 minutes here).
 
 Rows already in the cache with the same parameters are kept (the script resumes)::
 
@@ -201,9 +201,10 @@ def kv_plan() -> list[tuple[str, Any, Any, bool]]:
 #: when the cache is quantized (the string "attn_rot_hadamard" is in the bundled libllama.so)
 LLAMA_KV = ("f16", "q8_0", "q4_0", "q8_0 no-rot", "q4_0 no-rot")
 
-#: contexts longer than this measure only the main formats (one 8192-token row takes minutes on 2 cores)
+#: contexts longer than this measure only the main formats: one 8192-token row took 2-4 minutes in
+#: qlab and 10-19 minutes in llama.cpp (2 threads, load 5-12), so llama.cpp's no-rot rows are left out
 LONG = 2048
-KV_LONG = ("q8_0", "q4_0", "q4_0 + hadamard", "f16", "q8_0 no-rot", "q4_0 no-rot")
+KV_LONG = ("q8_0", "q4_0", "q4_0 + hadamard", "f16")
 
 
 def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], contexts: list[tuple[int, int]],
