@@ -25,6 +25,7 @@ _LAZY_ATTRS = {
     "AWQConfig": "quantize",
     "GPTQConfig": "quantize",
     "HQQConfig": "quantize",
+    "RotationConfig": "quantize",
     "WeightOnlyConfig": "quantize",
     "sweep": "analysis.sweep",
 }

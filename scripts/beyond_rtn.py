@@ -32,7 +32,8 @@ Sections (``--only``):
   asymmetric dynamic activations on every decoder Linear's input) on the float model and on the
   model with rotations fused (:func:`qlab.quantize.rotation.rotate_model`: residual stream,
   value/output heads, online Hadamard on ``down_proj``'s input; Hadamard). The rotated model's ``lm_head`` is untied (float32), which
-  ``model_bpw`` counts.
+  ``model_bpw`` counts. RTN vs GPTQ at W4A16 (same grid) on the float model and after
+  ``quantize_(m, RotationConfig(kind))``, Hadamard and random (:func:`rotation_gptq_jobs`).
 
 * ``kv``: KV-cache quantization (:mod:`qlab.quantize.kvcache`, simulated: K after RoPE and V
   replaced by ``decode(encode(.))`` before attention) at context 512 (4 windows) and 2048 (1
@@ -40,7 +41,9 @@ Sections (``--only``):
   channel over the window, values per token), with and without a Hadamard on Q/K -- and llama.cpp
   itself (llama-cpp-python through qlab's isolated child, ``type_k = type_v`` f16/q8_0/q4_0, flash
   attention, on an f32 GGUF export of the same float model and on the reference's very tokens);
-  ``bytes_per_token``: K and V over all 30 layers.
+  ``bytes_per_token``: K and V over all 30 layers. Context 8192 (SmolLM2's trained context, 1
+  window): the main formats only (``KV_LONG``: q8_0, q4_0 with and without the Hadamard, llama.cpp
+  f16/q8_0/q4_0; not its ``no-rot`` variants, one llama.cpp row took 10-19 minutes here).
 
 Rows already in the cache with the same parameters are kept (the script resumes)::
 
@@ -137,6 +140,47 @@ def rotation_jobs() -> list:
     return jobs
 
 
+#: GPTQ as scripts/llm_methods.py runs it (its rows at 16 windows; these at this script's 4)
+GPTQ_CALIB_CHARS, GPTQ_SAMPLES, GPTQ_SEQ = 400_000, 16, 512
+
+
+def rotation_gptq_jobs() -> list:
+    """RTN vs GPTQ (W4A16, int4 per channel asymmetric, as the ``rtn W4A16`` rows) on the float and
+    the rotated model (``quantize_(m, RotationConfig(kind))`` first); GPTQ with act_order on
+    ``qlab.eval.calibration_text(400000)``, 16 windows of 512 tokens (``llm_methods.py``'s settings).
+    The ``rtn W4A16`` rows without and with the Hadamard are :func:`rotation_jobs`' (the same config)."""
+    from qlab.eval import calibration_text
+    from qlab.quantize import GPTQConfig, RotationConfig
+
+    text: list[str] = []
+    jobs = []
+    for method in ("gptq", "rtn"):
+        for rot in ("none", "hadamard", "random"):
+            if method == "rtn" and rot != "random":
+                continue  # measured by rotation_jobs
+            if method == "gptq":
+                cfg: Any = GPTQConfig(weights="int4", group_size=None, act_order=True, n_samples=GPTQ_SAMPLES,
+                                      seq_len=GPTQ_SEQ, include=INCLUDE, progress=False)  # fmt: skip
+            else:
+                cfg = PTQConfig(weights="int4", activations=None, include=INCLUDE, progress=False,
+                                weight_options={"symmetric": False})  # fmt: skip
+            key = {"section": "rotation", "method": f"{method} W4A16", "bits": 4, "group_size": None, "rotation": rot}
+            if method == "gptq":
+                key["calibration"] = f"calibration_text({GPTQ_CALIB_CHARS}), {GPTQ_SAMPLES} x {GPTQ_SEQ}, act_order"
+
+            def fn(m: Any, cfg: Any = cfg, rot: str = rot) -> Any:
+                if rot != "none":
+                    qlab.quantize_(m, RotationConfig(kind=rot, seed=0))
+                if not isinstance(cfg, GPTQConfig):
+                    return qlab.quantize_(m, cfg)
+                if not text:
+                    text.append(calibration_text(GPTQ_CALIB_CHARS))
+                return qlab.quantize_(m, cfg, calibration=text[0])
+
+            jobs.append((key, fn))
+    return jobs
+
+
 def kv_plan() -> list[tuple[str, Any, Any, bool]]:
     """(label, K spec, V spec, Hadamard on Q/K) of the simulated KV-cache rows."""
     from qlab.quantize.kvcache import KVSpec as S
@@ -157,6 +201,11 @@ def kv_plan() -> list[tuple[str, Any, Any, bool]]:
 #: when the cache is quantized (the string "attn_rot_hadamard" is in the bundled libllama.so)
 LLAMA_KV = ("f16", "q8_0", "q4_0", "q8_0 no-rot", "q4_0 no-rot")
 
+#: contexts longer than this measure only the main formats: one 8192-token row took 2-4 minutes in
+#: qlab and 10-19 minutes in llama.cpp (2 threads, load 5-12), so llama.cpp's no-rot rows are left out
+LONG = 2048
+KV_LONG = ("q8_0", "q4_0", "q4_0 + hadamard", "f16")
+
 
 def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], contexts: list[tuple[int, int]],
             threads: int) -> None:  # fmt: skip
@@ -173,9 +222,13 @@ def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], context
         ref = None
         jobs: list[tuple[dict[str, Any], Any]] = []
         for label, k, v, rot in kv_plan():
+            if ctx > LONG and label not in KV_LONG:
+                continue
             jobs.append(({"section": "kv", "method": label, "backend": "qlab", "context": ctx, "windows": windows,
                           "bytes_per_token": kvcache.bytes_per_token(m0.model.config, k, v, ctx)}, (k, v, rot)))  # fmt: skip
         for t in LLAMA_KV:
+            if ctx > LONG and t not in KV_LONG:
+                continue
             spec = kvcache.KVSpec(None if t == "f16" else t.split()[0], "block32")
             jobs.append(({"section": "kv", "method": t, "backend": "llama.cpp", "context": ctx, "windows": windows,
                           "bytes_per_token": kvcache.bytes_per_token(m0.model.config, spec, spec, ctx)}, t))  # fmt: skip
@@ -201,7 +254,8 @@ def kv_rows(rows: list[dict[str, Any]], m0: Any, params: dict[str, Any], context
                     for k in env:
                         os.environ.pop(k, None)
                 got = {k: float(c[k]) for k in ("perplexity", "kl", "top1")}
-            row = {**key, **got, "seconds": time.perf_counter() - t0}
+            row = {**key, **got, "seconds": time.perf_counter() - t0, "threads": threads,
+                   "load_avg": round(os.getloadavg()[0], 2)}  # fmt: skip
             rows.append(row)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             qlab.cache.save(NAME_KV, rows, script=SCRIPT, params=params)
@@ -255,7 +309,8 @@ def run_jobs(jobs: list, rows: list[dict[str, Any]], m0: Any, ref: Any, params: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("hqq", "lowrank", "rotation", "kv"), default=None)
-    ap.add_argument("--kv-contexts", default="512x4,2048x1", help="context x windows for the KV section")
+    ap.add_argument("--kv-contexts", default="512x4,2048x1,8192x1",
+                    help="context x windows for the KV section (above 2048: the main formats only, KV_LONG)")  # fmt: skip
     ap.add_argument("--windows", type=int, default=4, help="WikiText windows of 512 tokens (llm_methods: 16)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -281,6 +336,7 @@ def main() -> None:
         run_jobs(hqq_jobs(), rows, m0, ref, params)
     if args.only in (None, "rotation"):
         run_jobs(rotation_jobs(), rows, m0, ref, params)
+        run_jobs(rotation_gptq_jobs(), rows, m0, ref, params)
     if args.only in (None, "lowrank"):
         from qlab.core.text import wikitext_sentences
         from qlab.eval.embedding import reference_embeddings
@@ -301,12 +357,19 @@ def main() -> None:
 def kv_main(args: argparse.Namespace) -> None:
     """The KV section, in its own cache (``data/cache/beyond_kv.json``) so that it can run beside the others."""
     contexts = [(int(a), int(b)) for a, b in (c.split("x") for c in args.kv_contexts.split(","))]
-    params = {"contexts": args.kv_contexts, "threads": args.threads, "reference": "float SmolLM2, fp16 logits"}
+    params = {"reference": "float SmolLM2, fp16 logits", "threads": "per row (1 for the rows measured first)"}
     try:
         old = qlab.cache.load(NAME_KV)
-        rows = old["rows"] if old.get("params") == params else []
+        same = old.get("params", {}).get("reference") == params["reference"]
+        # rows are keyed by context and method (and carry their windows and threads): a new context
+        # adds rows, the ones measured before are kept (they ran with threads=1, the cache said so)
+        threads0 = old.get("params", {}).get("threads")
+        rows = [{**r, "threads": r.get("threads", threads0)} for r in old["rows"]] if same else []
     except FileNotFoundError:
         rows = []
+    done = sorted({f"{r['context']}x{r['windows']}" for r in rows} | set(args.kv_contexts.split(",")),
+                  key=lambda c: int(c.split("x")[0]))  # fmt: skip
+    params["contexts"] = ",".join(done)
     m0 = qlab.models.load("smollm2-135m", progress=False)
     kv_rows(rows, m0, params, contexts, args.threads)
     qlab.cache.save(NAME_KV, rows, script=SCRIPT, params=params)

@@ -27,12 +27,14 @@ from .imatrix import IMatrix, collect_imatrix, load_imatrix, save_imatrix
 from .mixed import MixedResult, mixed_precision, uniform_bytes, uniform_within
 from .model import LayerReport, QuantReport, WeightSnapshot, quantize_model
 from .recipes import resolve_recipe
+from .rotation import RotationConfig
 from .sparsity import SparsityReport, activation_norms, nm_mask, sparsify_model, wanda_score
 
 __all__ = [
     "quantize_model", "QuantReport", "LayerReport", "WeightSnapshot", "calibration", "recipes", "resolve_recipe",
     "quantize_", "register_method", "PipelineReport", "QuantConfig", "PTQConfig", "DynamicConfig",
     "QATConfig", "LLMInt8Config", "SmoothQuantConfig", "AWQConfig", "GPTQConfig", "WeightOnlyConfig", "HQQConfig",
+    "RotationConfig",
     "mixed", "mixed_precision", "MixedResult", "uniform_bytes", "uniform_within",
     "IMatrix", "collect_imatrix", "load_imatrix", "save_imatrix",
     "sparsity", "sparsify_model", "SparsityReport", "nm_mask", "wanda_score", "activation_norms",

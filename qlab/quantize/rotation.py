@@ -25,16 +25,27 @@ seeded Gaussian matrix with the signs of ``diag(R)`` fixed (Haar measure; Mezzad
    ``o_proj`` columns of every attention head ``<- W H_d`` (GQA: heads share a KV head's rotation);
 4. ``online=True`` (R4): ``down_proj``'s input is rotated at run time by ``H / sqrt(n)`` (a forward
    pre-hook, registered before any quantization hook) and ``W_down <- W_down H / sqrt(n)``.
+
+**Entry point.** ``qlab.quantize_(m, RotationConfig(kind="hadamard"))`` runs :func:`rotate_model`
+and returns a :class:`~qlab.quantize.api.PipelineReport` (every Linear still float32); a following
+``quantize_(m, WeightOnlyConfig(...))`` / ``GPTQConfig(...)`` / ``PTQConfig(...)`` quantizes the
+rotated weights (GPTQ's calibration hooks run after the online rotation, so ``down_proj``'s Hessian
+is that of its rotated input), as QuaRot's W4A16 / W4A4 pipelines (rotation, then RTN or GPTQ).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..core.model import ModelLike, torch_module
+from ._report import LayerQuant, PipelineReport
+from .config_base import QuantConfig
+
+KINDS = ("hadamard", "random")
 
 
 def _prime(q: int) -> bool:
@@ -165,4 +176,74 @@ def rotate_model(model: ModelLike, kind: str = "hadamard", seed: int = 0, online
     return dict(mod._qlab_rotated)
 
 
-__all__ = ["paley", "hadamard", "orthogonal", "rotate_model"]
+@dataclass(frozen=True)
+class RotationConfig(QuantConfig):
+    """Fuse rotations into a LLaMA-style float model (:func:`rotate_model`; QuaRot, SpinQuant
+    without learning): ``kind`` of the residual-stream rotation R1 (``"hadamard"`` or a seeded Haar
+    ``"random"`` orthogonal matrix, ``seed``), ``online`` Hadamard on ``down_proj``'s input (R4),
+    ``heads``: a Hadamard per value/output head (R2). Quantizes nothing: follow it with a weight /
+    activation config. ``weights``/``activations``/``group_size``/``include``/``exclude`` must stay unset."""
+
+    weights: str | None = None
+    kind: str = "hadamard"
+    seed: int = 0
+    online: bool = True
+    heads: bool = True
+
+    method_module: ClassVar[str] = "qlab.quantize.rotation"
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "activations", "group_size", "weight_granularity", "include", "exclude"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"RotationConfig quantizes nothing; {name} must be None, got {getattr(self, name)!r} "
+                                 "(quantize afterwards with a second quantize_ call)")  # fmt: skip
+        if self.weight_options or self.activation_options:
+            raise ValueError("RotationConfig quantizes nothing; weight_options / activation_options must be empty")
+        super().__post_init__()
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        for name in ("online", "heads"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    def label(self) -> str:
+        return f"Rotation {self.kind}" + (" + online down_proj" if self.online else "") + (" + heads" if self.heads else "")
+
+
+def _what(name: str, online: bool, heads: bool) -> str:
+    """The rotations fused into the Linear ``name`` (module docstring, steps 1-4)."""
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "o_proj":
+        return "Q^T W H_d" if heads else "Q^T W"
+    if leaf == "down_proj":
+        return "Q^T W H (input: online x H)" if online else "Q^T W"
+    return "H_d^T W diag(g) Q" if heads and leaf == "v_proj" else "W diag(g) Q"
+
+
+def run_rotation(model: ModelLike, config: RotationConfig, calibration: Any = None, **kwargs: Any) -> PipelineReport:
+    """``quantize_`` method of :class:`RotationConfig`: :func:`rotate_model`, and a report whose
+    rows are the Linears it changed (all float32)."""
+    if calibration is not None or kwargs:
+        raise ValueError(f"RotationConfig takes no calibration or options, got calibration={type(calibration).__name__}, "
+                         f"options={sorted(kwargs)}")  # fmt: skip
+    info = rotate_model(model, kind=config.kind, seed=config.seed, online=config.online, heads=config.heads)
+    mod = torch_module(model)
+    layers = [LayerQuant(name=n, kind="Linear", shape=tuple(m.weight.shape), params=m.weight.numel(), weights="float32",
+                         activations="float", nbytes=4 * m.weight.numel(), note=_what(n, config.online, config.heads))
+              for n, m in mod.named_modules() if isinstance(m, nn.Linear)]  # fmt: skip
+    total = sum(p.numel() for p in mod.parameters())
+    other = total - sum(r.params for r in layers)
+    return PipelineReport(method=config.label(), layers=layers, other_params=other, config=config.to_dict(), extra=info)
+
+
+def _register() -> None:
+    from .api import register_method
+
+    register_method(RotationConfig, run_rotation)
+
+
+_register()
+
+__all__ = ["KINDS", "RotationConfig", "paley", "hadamard", "orthogonal", "rotate_model", "run_rotation"]
