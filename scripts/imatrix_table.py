@@ -37,6 +37,7 @@ import qlab
 from qlab.quantize import WeightSnapshot, collect_imatrix, load_imatrix, quantize_model
 
 SCRIPT = "scripts/imatrix_table.py"
+RENAMED = {"kl_mean": "kl", "top1_agreement": "top1"}
 TYPES = ["iq3_s", "iq2_xxs", "q2_k", "q3_k", "q4_k", "iq3_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m", "iq4_xs"]  # most telling first
 NEEDS_IMATRIX = {"iq1_s", "iq2_xxs", "iq2_xs"}
 IMATRICES = ("none", "wiki", "code")
@@ -81,7 +82,8 @@ def main() -> None:
     if not args.fresh and not args.quick and qlab.cache.path("imatrix_table").exists():
         old = qlab.cache.load("imatrix_table")
         if old["params"] == params:
-            rows = old["rows"]
+            # rows measured before the metrics were renamed (kl_mean -> kl, top1_agreement -> top1): same values
+            rows = [{RENAMED.get(k, k): v for k, v in r.items()} for r in old["rows"]]
     done = {(r["type"], r["imatrix"]) for r in rows}
     t0 = time.time()
 
@@ -119,7 +121,7 @@ def main() -> None:
                    "seconds": round(time.time() - t, 1), **res}  # fmt: skip
             rows.append(row)
             print(f"[{time.time() - t0:7.0f}s] {fmt:8s} {name:5s} ppl {res['perplexity']:9.3f} "
-                  f"kl {res.get('kl_mean', float('nan')):.4f} {row['bits_per_weight']:.3f} bpw  [{stored}]", flush=True)  # fmt: skip
+                  f"kl {res['kl']:.4f} {row['bits_per_weight']:.3f} bpw  [{stored}]", flush=True)  # fmt: skip
             if not args.quick:
                 qlab.cache.save("imatrix_table", rows, script=SCRIPT, params=params)
             snap.restore(m)

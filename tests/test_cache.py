@@ -1,8 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 
 import qlab.cache as cache
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_roundtrip_with_provenance(tmp_path, monkeypatch):
@@ -57,3 +60,23 @@ def test_failed_save_keeps_the_previous_cache(tmp_path, monkeypatch):
     fresh = tmp_path / "fresh.txt"
     fresh.write_text("")
     assert p.stat().st_mode & 0o777 == fresh.stat().st_mode & 0o777  # a normal file, not mkstemp's 0600
+
+
+def test_committed_caches_use_the_current_metric_names():
+    """Every committed cache speaks the evaluator's names (``kl``, ``top1``): a row written before
+    a rename would make a lesson read a missing key (lesson 16 read ``kl_mean`` from old rows)."""
+    legacy = {"kl_mean", "top1_agreement", "kl_divergence_mean"}
+    found = []
+
+    def walk(x, where):
+        if isinstance(x, dict):
+            found.extend(f"{where}: {k}" for k in x if k in legacy)
+            for v in x.values():
+                walk(v, where)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v, where)
+
+    for p in sorted((ROOT / "data" / "cache").glob("*.json")):
+        walk(json.loads(p.read_text()), p.name)
+    assert not found, found[:5]
