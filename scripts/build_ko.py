@@ -22,11 +22,11 @@ import argparse
 import copy
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from qlab.files import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 EN = ROOT / "notebooks"
@@ -106,14 +106,7 @@ def skeleton(stem: str) -> dict:
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text(path, text)  # temp file + rename (qlab.files)
 
 
 def main(argv: list[str] | None = None) -> int:

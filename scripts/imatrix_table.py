@@ -37,7 +37,6 @@ import qlab
 from qlab.quantize import WeightSnapshot, collect_imatrix, load_imatrix, quantize_model
 
 SCRIPT = "scripts/imatrix_table.py"
-RENAMED = {"kl_mean": "kl", "top1_agreement": "top1"}
 TYPES = ["iq3_s", "iq2_xxs", "q2_k", "q3_k", "q4_k", "iq3_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m", "iq4_xs"]  # most telling first
 NEEDS_IMATRIX = {"iq1_s", "iq2_xxs", "iq2_xs"}
 IMATRICES = ("none", "wiki", "code")
@@ -82,8 +81,7 @@ def main() -> None:
     if not args.fresh and not args.quick and qlab.cache.path("imatrix_table").exists():
         old = qlab.cache.load("imatrix_table")
         if old["params"] == params:
-            # rows measured before the metrics were renamed (kl_mean -> kl, top1_agreement -> top1): same values
-            rows = [{RENAMED.get(k, k): v for k, v in r.items()} for r in old["rows"]]
+            rows = old["rows"]
     done = {(r["type"], r["imatrix"]) for r in rows}
     t0 = time.time()
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
 
+from qlab.files import write_text
 from qlab.viz.snapshot import add_snapshots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             bad.append(f"{p.relative_to(ROOT)}: {n} widget output(s), snapshots missing or stale "
                        "(run python scripts/widget_snapshots.py, then scripts/build_ko.py)")  # fmt: skip
             continue
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(new)
-        os.replace(tmp, p)
+        write_text(p, new)  # temp file + rename
         print(f"{p.relative_to(ROOT)}: {n} snapshot(s)")
     for b in bad:
         print(b, file=sys.stderr)

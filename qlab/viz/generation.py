@@ -13,7 +13,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..analysis.generation import Continuation, SamePrompt, display_units, same_prompt
+from ..analysis.generation import DEFAULT_RECIPES, Continuation, SamePrompt, display_units, same_prompt
 from ..core.report import format_table
 
 KL_FULL = 2.0  # nats: the KL at which a unit's background is fully coloured
@@ -82,7 +82,7 @@ def tokens_per_character(tokenizer: Any, texts: Mapping[str, str]) -> list[dict[
 
 
 def generation_panel(cached: Mapping[str, SamePrompt], model_loader: Any = None,
-                     recipes: Sequence[str] = ("q8_0", "q4_k_m", "q4_0", "q2_k", "tq2_0")) -> Any:  # fmt: skip
+                     recipes: Sequence[str] = DEFAULT_RECIPES) -> Any:  # fmt: skip
     """A widget: pick a cached prompt (instant), or type a new one and press *generate* (live:
     quantizes the model with each chosen recipe; ``model_loader()`` returns the model, called once)."""
     import ipywidgets as W
