@@ -13,7 +13,7 @@ import numpy as np
 from ..analysis.error import error_stats
 from ..analysis.linear import linear_quantize
 from ..formats.base import as_float32
-from .plots import plot_error_histogram
+from .live import Histogram, LiveFigure, hist_counts, set_vlines
 
 
 def linear_state(x: Any, bits: int, symmetric: bool = True, clip: float = 1.0) -> dict[str, Any]:
@@ -57,29 +57,45 @@ def plot_grid(ax, x: np.ndarray, levels: np.ndarray, bins: int = 201, max_lines:
 
 
 def linear_panel(x: Any, bits: int = 4):  # pragma: no cover - interactive wiring
-    """An ipywidgets panel: bits slider, symmetric checkbox, clip slider; grid and error plots."""
+    """An ipywidgets panel: bits slider, symmetric checkbox, clip slider; grid and error plots
+    (a :class:`~qlab.viz.live.LiveFigure`: the artists are made once and moved on each change)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
 
     x32 = as_float32(x)
     b = w.IntSlider(value=bits, min=2, max=8, description="bits")
     sym = w.Checkbox(value=True, description="symmetric")
     clip = w.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="clip")
     text = w.HTML()
-    out = w.Output()
+    live = LiveFigure(1, 2, figsize=(10, 3))
+    ax0, ax1 = live.axes
+    lim = float(np.abs(x32).max()) or 1.0
+    counts, edges = hist_counts(x32, 201, -lim, lim)  # the weights never change: one histogram
+    ax0.stairs(np.maximum(counts, 0.5), edges, fill=True, color="C7", alpha=0.8, baseline=0.5)
+    ax0.set_yscale("log")
+    ax0.set_ylim(0.8, counts.max() * 2)
+    ax0.set_xlabel("weight value (red: representable levels)")
+    ax0.set_ylabel("count")
+    grid = ax0.vlines([], 0, 1, transform=ax0.get_xaxis_transform(), color="C3", lw=0.6, alpha=0.7)
+    err = Histogram(ax1, bins=101)
+    ax1.set_xlabel("quantization error  (x̂ − x)")
+    ax1.set_ylabel("count")
+    ax1.set_title("error")
 
     def redraw(*_):
         s = linear_state(x32, b.value, sym.value, clip.value)
         text.value = f"<b>{readout(s)}</b>"
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(10, 3))
-            plot_grid(axes[0], x32, s["levels"])
-            plot_error_histogram(axes[1], x32, s["decoded"], label="error")
-            fig.tight_layout()
-            plt.show()
+        lv = s["levels"]
+        set_vlines(grid, lv if len(lv) <= 64 else [])
+        wide = float(max(lim, np.abs(lv).max()))
+        ax0.set_xlim(-wide, wide)
+        e = (s["decoded"].astype(np.float64) - x32).ravel()
+        m = float(np.abs(e).max()) or 1.0
+        err.update(e, -m, m)
+        live.refresh()
 
     for c in (b, sym, clip):
         c.observe(redraw, "value")
     redraw()
-    return w.VBox([w.HBox([b, sym, clip]), text, out])
+    live.settle()
+    live.refresh()
+    return w.VBox([w.HBox([b, sym, clip]), text, live.widget])
