@@ -6,7 +6,7 @@ trial draw) and the PNG encoder of the inline backend: 250-450 ms on a 2-core ma
 :class:`LiveFigure` is made once: its artists are created once (``stairs``, ``plot``, ``vlines``,
 ``text``) and a move only changes their data (``set_data``, ``set_segments``, ``set_text``), then
 :meth:`LiveFigure.refresh` draws the figure off-screen with Agg once and sends the pixels as a PNG
-(zlib level 1: a few ms instead of tens) to an ``ipywidgets.Image``, a single widget message.
+(zlib level 3: 4 ms here, and no larger than the inline backend's) to an ``ipywidgets.Image``, a single widget message.
 
 Nothing here needs a running front-end: :meth:`LiveFigure.png` is a pure function of the figure,
 tested like the state functions. Widgets and PIL are imported lazily.
@@ -51,12 +51,12 @@ class LiveFigure:
         self.fig.tight_layout()
 
     def png(self) -> bytes:
-        """The figure drawn now, as PNG bytes (RGBA, zlib level 1)."""
+        """The figure drawn now, as PNG bytes (RGBA, zlib level 3)."""
         from PIL import Image
 
         self.fig.canvas.draw()
         buf = io.BytesIO()
-        Image.fromarray(np.asarray(self.fig.canvas.buffer_rgba())).save(buf, format="png", compress_level=1)
+        Image.fromarray(np.asarray(self.fig.canvas.buffer_rgba())).save(buf, format="png", compress_level=3)
         return buf.getvalue()
 
     @property

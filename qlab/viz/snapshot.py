@@ -65,6 +65,16 @@ def _output(o: Mapping[str, Any]) -> str:
     return ""
 
 
+def _image(m: Mapping[str, Any]) -> str:
+    """An ``Image`` widget: its ``value`` bytes travel as a base64 buffer beside the state
+    (``buffers: [{"path": ["value"], "encoding": "base64", "data": ...}]``)."""
+    fmt = m.get("state", {}).get("format") or "png"
+    for b in m.get("buffers", []):
+        if b.get("path") == ["value"] and b.get("encoding") == "base64" and b.get("data"):
+            return f'<img src="data:image/{html.escape(fmt)};base64,{b["data"]}" style="max-width:100%">'
+    return ""
+
+
 def _render(state: Mapping[str, Any], mid: str, depth: int) -> str:
     if depth > 32 or mid not in state:
         return ""
@@ -97,6 +107,8 @@ def _render(state: Mapping[str, Any], mid: str, depth: int) -> str:
         return f"<div>{_label(s)}<code>{html.escape(v)}</code></div>"
     if name == "ButtonModel":
         return f"<div><button disabled>{html.escape(s.get('description') or '')}</button></div>"
+    if name == "ImageModel":
+        return _image(m)
     if name == "OutputModel":
         return "<div>" + "".join(_output(o) for o in s.get("outputs", [])) + "</div>"
     return ""

@@ -34,3 +34,18 @@ def test_plot_grid_draws():
     plot_grid(ax, W, s["levels"])
     assert len(ax.lines) == 7
     plt.close(fig)
+
+
+def test_panel_moves_redraw_the_picture_and_the_readout():
+    import ipywidgets as w
+
+    from qlab.viz.linear import linear_panel
+
+    panel = linear_panel(W, bits=4)
+    bits = panel.children[0].children[0]
+    text, image = panel.children[1], panel.children[2]
+    assert isinstance(image, w.Image) and image.value[:4] == b"\x89PNG"
+    before = (text.value, image.value)
+    bits.value = 3
+    assert text.value != before[0] and "3-bit" in text.value
+    assert image.value != before[1]

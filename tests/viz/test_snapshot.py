@@ -64,3 +64,9 @@ def test_committed_lessons_have_fresh_snapshots(capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_image_widget_value_comes_from_its_buffer():
+    img = W.Image(value=b"\x89PNG\r\n\x1a\nfake", format="png")
+    h = snapshot_html(_state(W.VBox([img])), img.model_id)
+    assert 'src="data:image/png;base64,iVBORw0KGgpmYWtl"' in h
