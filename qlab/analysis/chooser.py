@@ -33,14 +33,64 @@ CAPSTONE = {
 }
 
 
-def capstone_rows(model: str) -> tuple[list[dict[str, Any]], str]:
-    """The committed sweep of a capstone model (``data/cache/capstone_*.json``) and its metric."""
+#: sweeps measured with a capstone model's protocol by another script, whose rows join its Pareto
+#: front: lesson 16's importance-matrix table (scripts/imatrix_table.py) for SmolLM2
+JOINED = {"smollm2-135m": "imatrix_table"}
+#: the imatrix the capstone shows: calibrated on held-out WikiText (lesson 16 also has one from code)
+CAPSTONE_IMATRIX = "wiki"
+
+
+def capstone_rows(model: str, joined: bool = True) -> tuple[list[dict[str, Any]], str]:
+    """The committed sweep of a capstone model (``data/cache/capstone_*.json``) and its metric.
+
+    ``joined`` (default): plus the rows of :data:`JOINED` measured the same way (see
+    :func:`imatrix_rows`), each marked with its ``source`` script; ``joined=False``: the sweep alone.
+    """
     from .. import cache
 
     if model not in CAPSTONE:
         raise ValueError(f"unknown capstone model {model!r}; choose one of {', '.join(CAPSTONE)}")
     name, metric = CAPSTONE[model]
-    return cache.load(name)["rows"], metric
+    payload = cache.load(name)
+    rows = list(payload["rows"])
+    if joined and model in JOINED:
+        rows += imatrix_rows(payload, cache.load(JOINED[model]))
+    return rows, metric
+
+
+def imatrix_rows(capstone: Mapping[str, Any], table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of lesson 16's importance-matrix table in the capstone's form: every type quantized with
+    the WikiText-calibrated imatrix, as ``<type>+imatrix`` -- the IQ lattice types and the k-quants
+    with the help the IQ types are made for (llama.cpp refuses iq2_xxs, iq2_xs and iq1_s without
+    one). Lesson 16 shows the same types without an imatrix (iq1_m: perplexity 13479), which would
+    only stretch the capstone's axis; the capstone sweep has the k-quants without.
+
+    The two caches must come from the same measurement -- model, windows, window length, text and the
+    float perplexity -- or their points could not share one plot: ``ValueError`` names what differs.
+    Whole-model MB is ``bits_per_weight * n_params / 8e6``, as in the capstone sweep; ``fallbacks``
+    counts the tensors stored in another type (``stored``: ``"q4_0 x181, q2_k x30"``).
+    """
+    cp, tp = capstone["params"], table["params"]
+    same = {k: (cp.get(k), tp.get(k)) for k in ("model", "window", "windows", "text")}
+    ref = [r for r in capstone["rows"] if r.get("reference")][0]
+    tref = [r for r in table["rows"] if r["imatrix"] == "none" and r["type"] == ref["format"]]
+    same["float perplexity"] = (ref["perplexity"], tref[0]["perplexity"] if tref else None)
+    differ = {k: v for k, v in same.items() if v[0] != v[1]}
+    if differ:
+        raise ValueError(f"{table.get('name')} was not measured like {capstone.get('name')}: "
+                         + ", ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in differ.items()))  # fmt: skip
+    out = []
+    for r in table["rows"]:
+        if r["type"] == ref["format"] or r["imatrix"] != CAPSTONE_IMATRIX:
+            continue
+        name = f"{r['type']}+imatrix"
+        used = {t: int(n) for t, n in (part.rsplit(" x", 1) for part in r["stored"].split(", "))}
+        out.append({"format": name, "bits_per_weight": r["bits_per_weight"],
+                    "mb": r["bits_per_weight"] * cp["n_params"] / 8e6,
+                    "fallbacks": sum(n for t, n in used.items() if t != r["type"]), "used": used,
+                    **{k: r[k] for k in ("perplexity", "nll", "kl", "top1")},
+                    "seconds": r.get("seconds"), "reference": False, "source": table.get("script")})  # fmt: skip
+    return out
 
 
 def reference_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:

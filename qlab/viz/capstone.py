@@ -128,22 +128,39 @@ def capstone_table(rows: Sequence[Mapping[str, Any]], metric: str, front_only: b
     return text
 
 
-def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None, label_front: bool = True) -> Any:
-    """MB (log scale) against the metric: dominated formats grey, the Pareto front red, the budget
-    and tolerance as dashed lines, the float reference dotted, the recommendation as a star."""
-    if ax is None:
-        from matplotlib.figure import Figure
+class CapstonePlot:
+    """MB (log scale) against the metric on ``ax``: dominated formats grey, the Pareto front red and
+    labelled, the float reference dotted -- drawn once per sweep -- and the parts that follow the
+    controls, moved in place by :meth:`update`: the budget and tolerance as dashed lines, the formats
+    within both limits circled, the recommendation as a star (labelled if the front's labels skip it)."""
 
-        ax = Figure(figsize=(7, 3.5), layout="constrained").subplots()
-    mb, v, front = s["mb"], s["values"], s["front"]
-    ok = s["fits"] & s["within"]
-    ax.scatter(mb[~front], v[~front], s=14, color="0.65", zorder=2, label="dominated")
-    order = np.argsort(mb[front], kind="stable")
-    ax.plot(mb[front][order], v[front][order], "o-", ms=4, color="C3", zorder=3, label="Pareto front")
-    if s["budget_mb"] is not None or s["max_loss_pct"] is not None:  # formats within both limits
-        ax.scatter(mb[ok], v[ok], s=40, facecolors="none", edgecolors="C0", zorder=4, label="within limits")
-    if label_front:  # front points, thinned so that no two labels overlap (distance in axes fractions)
-        idx = np.flatnonzero(front)
+    def __init__(self, ax: Any, s: Mapping[str, Any], title: str | None = None, label_front: bool = True,
+                 animated: bool = False):  # fmt: skip
+        """``animated``: mark the moving parts for a :class:`~qlab.viz.live.LiveFigure` (blitted on
+        its saved background; a plain draw leaves animated artists out)."""
+        self.ax, self.s, self.animated = ax, s, animated
+        mb, v, front = s["mb"], s["values"], s["front"]
+        self.dominated = ax.scatter(mb[~front], v[~front], s=14, color="0.65", zorder=2, label="dominated")
+        order = np.argsort(mb[front], kind="stable")
+        (self.front,) = ax.plot(mb[front][order], v[front][order], "o-", ms=4, color="C3", zorder=3, label="Pareto front")
+        self.within = ax.scatter([], [], s=40, facecolors="none", edgecolors="C0", zorder=4, label="within limits")
+        self.labelled = self._label_front() if label_front else set()
+        self.float = ax.axhline(s["reference_value"], color="0.3", ls=":", lw=1, label="float")
+        self.tolerance = ax.axhline(s["reference_value"], color="C2", ls="--", lw=1)
+        self.budget = ax.axvline(float(mb.max()), color="C0", ls="--", lw=1)
+        self.star = ax.scatter([], [], marker="*", s=220, color="gold", edgecolors="k", zorder=5)
+        self.star_label = ax.annotate("", (mb[0], v[0]), textcoords="offset points", xytext=(3, 3), fontsize=7, color="C3",
+                                      zorder=6, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})  # fmt: skip
+        self._axes(title)
+        for a in (self.within, self.tolerance, self.budget, self.star, self.star_label):
+            a.set_animated(animated)
+        self.update(s)
+
+    def _label_front(self) -> set[int]:
+        """Front points, thinned so that no two labels overlap (distance in axes fractions)."""
+        s, ax = self.s, self.ax
+        mb, v = s["mb"], s["values"]
+        idx = np.flatnonzero(s["front"])
         idx = idx[np.argsort(mb[idx], kind="stable")]
         lx = np.log10(mb)
         fx = (lx - lx.min()) / max(float(np.ptp(lx)), 1e-9)
@@ -152,39 +169,79 @@ def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None
         fy = (vv - np.nanmin(vv[fin])) / max(float(np.ptp(vv[fin])), 1e-9)
         placed: list[int] = []
         for i in idx:
-            far = all(fx[i] - fx[j] >= 0.12 or abs(fy[i] - fy[j]) >= 0.1 for j in placed)
-            if far or i == s["choice_index"]:
+            if all(fx[i] - fx[j] >= 0.12 or abs(fy[i] - fy[j]) >= 0.1 for j in placed):
                 ax.annotate(s["formats"][i], (mb[i], v[i]), textcoords="offset points", xytext=(3, 3), fontsize=7,
                             color="C3", zorder=6, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})  # fmt: skip
-                placed.append(i)
-    ax.axhline(s["reference_value"], color="0.3", ls=":", lw=1, label="float")
-    if s["max_loss_pct"] is not None:
-        ax.axhline(tolerance_value(s["reference_value"], s["max_loss_pct"], s["maximize"]), color="C2", ls="--", lw=1,
-                   label=f"tolerance {s['max_loss_pct']:g}%")  # fmt: skip
-    if s["budget_mb"] is not None:
-        ax.axvline(s["budget_mb"], color="C0", ls="--", lw=1, label=f"budget {s['budget_mb']:.3g} MB")
-    if s["choice_index"] is not None:
-        i = s["choice_index"]
-        ax.scatter([mb[i]], [v[i]], marker="*", s=220, color="gold", edgecolors="k", zorder=5,
-                   label=f"chosen: {s['choice']}")  # fmt: skip
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+                placed.append(int(i))
+        return set(placed)
 
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(_ticks_125(mb)))  # round ticks, several even within one decade
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    pos = v[np.isfinite(v)]
-    if not s["maximize"] and len(pos) and pos.min() > 0 and pos.max() / pos.min() > 5:
-        ax.set_yscale("log")  # e.g. perplexities from 37 to 386: a linear axis shows only the worst point
-        ax.yaxis.set_major_locator(FixedLocator(_ticks_125(pos)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("model size (MB, log scale)")
-    ax.set_ylabel(f"{s['metric']} ({'higher' if s['maximize'] else 'lower'} is better)")
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    def _axes(self, title: str | None) -> None:
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+        s, ax = self.s, self.ax
+        mb, v = s["mb"], s["values"]
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(_ticks_125(mb)))  # round ticks, several even within one decade
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        pos = v[np.isfinite(v)]
+        if not s["maximize"] and len(pos) and pos.min() > 0 and pos.max() / pos.min() > 5:
+            ax.set_yscale("log")  # e.g. perplexities from 37 to 386: a linear axis shows only the worst point
+            ax.yaxis.set_major_locator(FixedLocator(_ticks_125(pos)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("model size (MB, log scale)")
+        ax.set_ylabel(f"{s['metric']} ({'higher' if s['maximize'] else 'lower'} is better)")
+        if title:
+            ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        # the limits of the static picture: the moving lines must not rescale it
+        ax.relim()
+        ax.autoscale_view()
+        ax.set_autoscale_on(False)
+
+    def update(self, s: Mapping[str, Any]) -> None:
+        """Show the limits and the recommendation of ``s`` (a :func:`capstone_state` of the same sweep)."""
+        if list(s["formats"]) != list(self.s["formats"]):
+            raise ValueError("update() needs a state of the sweep this plot was drawn for (its formats differ)")
+        mb, v = s["mb"], s["values"]
+        limits = s["budget_mb"] is not None or s["max_loss_pct"] is not None
+        ok = s["fits"] & s["within"] if limits else np.zeros(len(mb), bool)
+        self.within.set_offsets(np.column_stack([mb[ok], v[ok]]) if ok.any() else np.empty((0, 2)))
+        handles = [self.dominated, self.front] + ([self.within] if limits else []) + [self.float]
+        self.tolerance.set_visible(s["max_loss_pct"] is not None)
+        if s["max_loss_pct"] is not None:
+            y = tolerance_value(s["reference_value"], s["max_loss_pct"], s["maximize"])
+            self.tolerance.set_ydata([y, y])
+            self.tolerance.set_label(f"tolerance {s['max_loss_pct']:g}%")
+            handles.append(self.tolerance)
+        self.budget.set_visible(s["budget_mb"] is not None)
+        if s["budget_mb"] is not None:
+            self.budget.set_xdata([s["budget_mb"], s["budget_mb"]])
+            self.budget.set_label(f"budget {s['budget_mb']:.3g} MB")
+            handles.append(self.budget)
+        i = s["choice_index"]
+        self.star.set_visible(i is not None)
+        self.star_label.set_visible(i is not None and i not in self.labelled)
+        if i is not None:
+            self.star.set_offsets([[mb[i], v[i]]])
+            self.star.set_label(f"chosen: {s['choice']}")
+            self.star_label.xy = (mb[i], v[i])
+            self.star_label.set_text(s["formats"][i])
+            handles.append(self.star)
+        self.ax.legend(handles=handles, fontsize=7).set_animated(self.animated)
+        self.s = s
+
+
+def plot_capstone(s: Mapping[str, Any], ax: Any = None, title: str | None = None, label_front: bool = True) -> Any:
+    """MB (log scale) against the metric: dominated formats grey, the Pareto front red, the budget
+    and tolerance as dashed lines, the float reference dotted, the recommendation as a star
+    (a :class:`CapstonePlot`; returns ``ax``)."""
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(7, 3.5), layout="constrained").subplots()
+    CapstonePlot(ax, s, title, label_front)
     return ax
 
 
@@ -195,9 +252,11 @@ def budget_range(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
 
 
 def capstone_panel(models: Sequence[str] | None = None, max_loss_pct: float = 1.0):  # pragma: no cover - widgets
-    """An ipywidgets panel over the committed capstone sweeps (see :func:`capstone_state`)."""
+    """An ipywidgets panel over the committed capstone sweeps (see :func:`capstone_state`): one
+    :class:`~qlab.viz.live.LiveFigure` per model, drawn once; the controls move its limits in place."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
+
+    from .live import LiveFigure
 
     models = list(models or CAPSTONE)
     data = {m: capstone_rows(m) for m in models}
@@ -209,7 +268,12 @@ def capstone_panel(models: Sequence[str] | None = None, max_loss_pct: float = 1.
     tol = w.FloatSlider(value=max_loss_pct, min=0.0, max=20.0, step=0.1, description="tolerance %",
                         readout_format=".1f", continuous_update=False, layout=w.Layout(width="460px"))  # fmt: skip
     text = w.HTML()
-    out = w.Output()
+    plots: dict[str, tuple[LiveFigure, CapstonePlot]] = {}
+    image = w.Image(format="png")
+
+    def state():
+        rows, metric = data[model.value]
+        return capstone_state(rows, metric, budget.value, tol.value, mode.value)
 
     def set_range():
         lo, hi = budget_range(data[model.value][0])
@@ -221,26 +285,29 @@ def capstone_panel(models: Sequence[str] | None = None, max_loss_pct: float = 1.
         budget.observe(redraw, "value")
 
     def redraw(*_):
-        rows, metric = data[model.value]
-        s = capstone_state(rows, metric, budget.value, tol.value, mode.value)
+        s = state()
         tol.disabled = mode.value == "accuracy"
         text.value = f"<b>{readout(s)}</b>"
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(8, 3.6))
-            plot_capstone(s, ax, title=f"{model.value}: size vs {metric}")
-            plt.show()
+        if model.value not in plots:  # first visit of a model: draw its sweep once
+            live = LiveFigure(figsize=(8, 3.6))
+            plots[model.value] = live, CapstonePlot(live.axes[0], s, title=f"{model.value}: size vs {s['metric']}",
+                                                           animated=True)
+            live.settle()
+        live, plot = plots[model.value]
+        plot.update(s)
+        image.value = live.png()
 
     def on_model(*_):
         set_range()
         redraw()
 
-    set_range()
-    model.observe(on_model, "value")
     for c in (budget, tol, mode):
         c.observe(redraw, "value")
-    redraw()
-    return w.VBox([w.HBox([model, mode]), budget, tol, text, out])
+    for m in reversed(models):  # every model's static picture now, so the first switch is as quick as the rest
+        model.value = m
+        on_model()
+    model.observe(on_model, "value")
+    return w.VBox([w.HBox([model, mode]), budget, tol, text, image])
 
 
-__all__ = ["capstone_state", "capstone_table", "capstone_panel", "plot_capstone", "readout", "tolerance_value", "budget_range", "MODES"]
+__all__ = ["CapstonePlot", "capstone_state", "capstone_table", "capstone_panel", "plot_capstone", "readout", "tolerance_value", "budget_range", "MODES"]

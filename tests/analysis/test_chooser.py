@@ -98,7 +98,7 @@ def capstone(request):
 
 def test_cache_schema(capstone):
     model, payload = capstone
-    rows, metric = capstone_rows(model)
+    rows, metric = capstone_rows(model, joined=False)
     assert payload["script"] == "scripts/capstone_sweeps.py" and payload["params"]["model"] == model
     assert payload["params"]["metric"] == metric
     assert rows[0]["reference"] and rows[0]["format"] == "f32" and rows[0]["bits_per_weight"] == 32.0
@@ -120,6 +120,44 @@ def test_cache_schema(capstone):
         lattice = {n for n in qlab.formats.names() if n.startswith(("iq1", "iq2", "iq3"))}
         assert len(lattice) == 7
         assert set(payload["params"]["formats"]) == set(qlab.formats.names()) - {"e8m0"} - lattice
+
+
+def test_joined_imatrix_rows_match_lesson_16s_table():
+    """SmolLM2's front gains lesson 16's types, each with the WikiText imatrix; MB from bits/weight
+    as in the sweep."""
+    sweep, _ = capstone_rows("smollm2-135m", joined=False)
+    rows, _ = capstone_rows("smollm2-135m")
+    assert rows[: len(sweep)] == sweep
+    table = qlab.cache.load("imatrix_table")
+    joined = {r["format"]: r for r in rows[len(sweep) :]}
+    wiki = {r["type"] for r in table["rows"] if r["imatrix"] == "wiki"}
+    assert set(joined) == {f"{t}+imatrix" for t in wiki} and len(wiki) == 11
+    assert {t for t in wiki if t.startswith(("iq1", "iq2", "iq3"))} == {"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s",
+                                                                       "iq3_xxs", "iq3_s"}  # fmt: skip
+    n = qlab.cache.load("capstone_smollm2_135m")["params"]["n_params"]
+    sweep_by = {r["format"]: r for r in sweep}
+    for r in table["rows"]:
+        name = f"{r['type']}+imatrix" if r["imatrix"] == "wiki" else None
+        if name in joined:
+            j = joined[name]
+            assert j["perplexity"] == r["perplexity"] and j["kl"] == r["kl"]
+            assert j["mb"] == pytest.approx(r["bits_per_weight"] * n / 8e6, rel=1e-12)
+            assert sum(j["used"].values()) == 211 and j["source"] == "scripts/imatrix_table.py"
+        if r["imatrix"] == "none" and r["type"] in sweep_by:  # measured twice, the same numbers
+            assert sweep_by[r["type"]]["perplexity"] == pytest.approx(r["perplexity"], rel=1e-9)
+            assert sweep_by[r["type"]]["mb"] == pytest.approx(r["bits_per_weight"] * n / 8e6, rel=1e-9)
+
+
+def test_joined_rows_refuse_another_protocol():
+    from qlab.analysis.chooser import imatrix_rows
+
+    cap, table = qlab.cache.load("capstone_smollm2_135m"), qlab.cache.load("imatrix_table")
+    other = {**table, "params": {**table["params"], "windows": 8}}
+    with pytest.raises(ValueError, match="windows 16 vs 8"):
+        imatrix_rows(cap, other)
+    shifted = {**table, "rows": [{**r, "perplexity": r["perplexity"] + 1} if r["type"] == "f32" else r for r in table["rows"]]}
+    with pytest.raises(ValueError, match="float perplexity"):
+        imatrix_rows(cap, shifted)
 
 
 def test_every_choice_matches_brute_force(capstone):

@@ -69,7 +69,7 @@ def test_plot_marks_the_choice():
     assert ax.get_xscale() == "log" and ax.get_title() == "t"
     stars = [c for c in ax.collections if c.get_label().startswith("chosen")]
     assert len(stars) == 1 and stars[0].get_offsets().tolist() == [[2.0, 0.79]]
-    labels = sorted(t.get_text() for t in ax.texts)
+    labels = sorted(t.get_text() for t in ax.texts if t.get_visible())
     assert labels == ["w2", "w3", "w4", "w8"]  # front only
     assert {ln.get_label() for ln in ax.lines} >= {"Pareto front", "float", "tolerance 5%", "budget 2.2 MB"}
     s = capstone_state(ROWS, "accuracy", budget_mb=0.5, mode="accuracy")
@@ -100,13 +100,13 @@ def test_panel_wiring():
     from qlab.viz.capstone import capstone_panel
 
     panel = capstone_panel(["digits-cnn"], max_loss_pct=1.0)
-    (_model, mode), budget, tol, text, _out = panel.children[0].children, *panel.children[1:]
+    (_model, mode), budget, tol, text, image = panel.children[0].children, *panel.children[1:]
     lo, hi = budget_range(capstone_rows("digits-cnn")[0])
     assert budget.value == pytest.approx(hi) and 10**budget.min == pytest.approx(lo)
-    before = text.value
-    assert before.startswith("<b>recommended ")
+    before, picture = text.value, image.value
+    assert before.startswith("<b>recommended ") and picture[:4] == b"\x89PNG"
     tol.value = 20.0
-    assert text.value != before
+    assert text.value != before and image.value != picture
     mode.value = "accuracy"
     assert tol.disabled and "most accurate" in text.value
 
@@ -151,3 +151,31 @@ def test_capstone_table() -> None:
     s = capstone_state(rows, metric)
     assert len(front) == int(s["front"].sum()) + 3 and front[-1].startswith(f"({int((~s['front']).sum())} dominated")
     assert all(line.rstrip().endswith("*") for line in front[2:-1])
+
+
+def test_update_moves_the_limits_in_place():
+    """The panel's figure is drawn once; update() moves the budget and tolerance lines, the circled
+    formats and the star -- the same picture as a figure drawn afresh for the new limits."""
+    from matplotlib.figure import Figure
+
+    from qlab.viz.capstone import CapstonePlot
+
+    rows, metric = capstone_rows("smollm2-135m")
+    first = capstone_state(rows, metric, budget_mb=500, max_loss_pct=1.0)
+    moved = capstone_state(rows, metric, budget_mb=100, max_loss_pct=10.0)
+    plot = CapstonePlot(Figure().subplots(), first)
+    lim = plot.ax.get_xlim(), plot.ax.get_ylim()
+    plot.update(moved)
+    fresh = CapstonePlot(Figure().subplots(), moved)
+    assert (plot.ax.get_xlim(), plot.ax.get_ylim()) == lim
+    assert list(plot.budget.get_xdata()) == [100, 100] and plot.budget.get_label() == "budget 100 MB"
+    assert plot.star.get_offsets().tolist() == fresh.star.get_offsets().tolist()
+    assert plot.within.get_offsets().tolist() == fresh.within.get_offsets().tolist()
+    assert moved["choice"] == "q4_k+imatrix" and first["choice"] != moved["choice"] and plot.star.get_visible()
+    legend = [t.get_text() for t in plot.ax.get_legend().get_texts()]
+    assert legend == [t.get_text() for t in fresh.ax.get_legend().get_texts()] and f"chosen: {moved['choice']}" in legend
+    nothing = capstone_state(rows, metric, budget_mb=60, max_loss_pct=1.0)
+    plot.update(nothing)
+    assert nothing["choice"] is None and not plot.star.get_visible() and not plot.star_label.get_visible()
+    with pytest.raises(ValueError, match="formats differ"):
+        plot.update(capstone_state(*capstone_rows("digits-cnn")))

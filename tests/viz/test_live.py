@@ -75,3 +75,31 @@ def test_bad_arguments_are_refused(bad):
         LiveFigure(**bad)
     with pytest.raises(ValueError, match="bins"):
         Histogram(LiveFigure().axes[0], bins=0)
+
+
+def test_blitted_frame_equals_a_full_draw():
+    """An animated line drawn on the saved background gives the pixels of a figure drawn in full;
+    a change of limits redraws the background (the ticks move)."""
+
+    def figure(animated: bool):
+        live = LiveFigure(figsize=(4, 2))
+        ax = live.axes[0]
+        ax.plot([0, 10], [0, 1], color="0.5")  # static
+        (line,) = ax.plot([0, 10], [1, 0], color="red", zorder=5)
+        ax.set_xlim(0, 10)
+        ax.set_ylim(0, 1)
+        if animated:
+            live.animate(line)
+        live.settle()
+        return live, line
+
+    live, line = figure(animated=True)
+    first = live.png()
+    line.set_data([0, 10], [0.5, 0.5])
+    moved = live.png()
+    ref, ref_line = figure(animated=False)
+    ref_line.set_data([0, 10], [0.5, 0.5])
+    assert moved != first and np.array_equal(_pixels(moved), _pixels(ref.png()))
+    live.axes[0].set_xlim(0, 20)
+    ref.axes[0].set_xlim(0, 20)
+    assert np.array_equal(_pixels(live.png()), _pixels(ref.png()))
