@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,13 +78,6 @@ def lessons(folder: Path) -> list[str]:
     return names
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Leave an unchanged file alone, so that Sphinx rebuilds only what changed."""
-    if not path.exists() or path.read_bytes() != data:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
 def stage(src: Path, dest: Path, edition: str, names: list[str]) -> None:
     """Copy one edition's lessons into a Sphinx source folder, with a generated index.md.
 
@@ -90,16 +85,14 @@ def stage(src: Path, dest: Path, edition: str, names: list[str]) -> None:
     only a JavaScript widget manager, which the site does not load; each widget output's own
     text/html snapshot is kept, as every other output is.
     """
+    dest.mkdir(parents=True)
     for name in names:
         nb = json.loads((src / f"{name}.ipynb").read_text(encoding="utf-8"))
         nb.get("metadata", {}).pop("widgets", None)
-        _write_if_changed(dest / f"{name}.ipynb", json.dumps(nb, ensure_ascii=False, indent=1).encode())
-    for old in dest.glob("*.ipynb"):
-        if old.stem not in names:
-            old.unlink()
+        (dest / f"{name}.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     toc = "\n".join(names)
     index = _INDEX[edition].format(n=len(names)) + f"\n```{{toctree}}\n:maxdepth: 1\n\n{toc}\n```\n"
-    _write_if_changed(dest / "index.md", index.encode())
+    (dest / "index.md").write_text(index, encoding="utf-8")
 
 
 def build(out: Path, notebooks: Path, strict: bool = False) -> bool:
@@ -112,16 +105,31 @@ def build(out: Path, notebooks: Path, strict: bool = False) -> bool:
             f"only English: {sorted(set(names) - set(ko_names))}, only Korean: {sorted(set(ko_names) - set(names))}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    work = out / ".build"  # staged sources and doctrees (-E -a: every build is a full one)
+    with tempfile.TemporaryDirectory(prefix="qlab-site-") as tmp:
+        ok = _sphinx(out, Path(tmp), notebooks, names, strict)
+    (out / "index.html").write_text(_LANDING.format(n=len(names)), encoding="utf-8")
+    (out / ".nojekyll").write_bytes(b"")  # GitHub Pages: serve the _static/ folders as they are
+    return ok
+
+
+def _sphinx(out: Path, work: Path, notebooks: Path, names: list[str], strict: bool) -> bool:
+    """Stage both editions under ``work`` and run their sphinx-build processes side by side.
+
+    Each edition builds into ``work/<edition>/html``, then moves to ``out/<edition>``: MyST-NB
+    writes its output files to a ``jupyter_execute`` folder beside the build folder, which the
+    two editions must not share and the site must not carry.
+    """
     procs = {}
     for edition in EDITIONS:
-        src = work / "src" / edition
+        shutil.rmtree(out / edition, ignore_errors=True)  # no page of a lesson that is gone
+        src = work / edition / "src"
         stage(notebooks if edition == "en" else notebooks / "ko", src, edition, names)
-        # -E -a: a full build every time; -n: warn on every missing reference; -q: warnings only
+        # -E -a: a full build (the sources are staged anew each time); -n: warn on every missing
+        # reference; -q: warnings only
         cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-a", "-n", "-q",
                *(["-W", "--keep-going"] if strict else []), "-c", str(HERE),
-               "-D", f"language={edition}", "-d", str(work / "doctrees" / edition),
-               str(src), str(out / edition)]  # fmt: skip
+               "-D", f"language={edition}", "-d", str(work / edition / "doctrees"),
+               str(src), str(work / edition / "html")]  # fmt: skip
         procs[edition] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ok = True
     for edition, proc in procs.items():
@@ -131,8 +139,8 @@ def build(out: Path, notebooks: Path, strict: bool = False) -> bool:
         ok &= proc.returncode == 0
         if proc.returncode:
             print(f"sphinx-build ({edition}) failed with exit status {proc.returncode}", file=sys.stderr)
-    _write_if_changed(out / "index.html", _LANDING.format(n=len(names)).encode())
-    _write_if_changed(out / ".nojekyll", b"")  # GitHub Pages: serve the _static/ folders as they are
+        if (work / edition / "html").is_dir():
+            shutil.move(work / edition / "html", out / edition)
     return ok
 
 
