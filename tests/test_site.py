@@ -98,6 +98,21 @@ def test_widgets_show_their_static_snapshot_without_widget_javascript(built: Pat
             assert "require.js" not in page and "embed-amd" not in page, f"{edition}/{name}"
 
 
+@pytest.mark.slow
+def test_no_page_loads_anything_from_the_internet(built: Path) -> None:
+    """Scripts, stylesheets, images and fonts all come from the site: it reads offline, math included."""
+    pages = sorted(built.rglob("*.html"))
+    assert len(pages) == 1 + 2 * (len(_lesson_names()) + 3)  # landing; lessons, index, genindex, search
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        remote = re.findall(r'<(?:script|img|link|iframe)\b[^>]*(?:src|href)="((?:https?:)?//[^"]*)"', text)
+        assert not remote, f"{page.relative_to(built)} loads {remote}"
+    for edition in ("en", "ko"):
+        page = (built / edition / "16_imatrix.html").read_text(encoding="utf-8")  # the lesson with math
+        assert '<script defer="defer" src="_static/mathjax/tex-chtml.js"></script>' in page
+        assert (built / edition / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+
+
 def _notebook(*markdown: str) -> dict:
     cells = [
         {"cell_type": "markdown", "id": f"c{i}", "metadata": {}, "source": md}

@@ -8,7 +8,10 @@ with their committed outputs: nothing is executed.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -46,6 +49,11 @@ nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json
 # MyST-NB would load require.js and the ipywidgets embed manager from a CDN on pages with widgets
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 myst_enable_extensions = ["dollarmath"]
+# MathJax from the site itself, not a CDN: MathJax 3.2.2 as the sphinx-mathjax-offline package
+# ships it; _copy_mathjax puts the part a page loads into _static/mathjax/ (the TeX-to-HTML bundle,
+# its fonts, the TeX extensions it autoloads and its menu: 3 MB instead of the package's 24 MB)
+mathjax_path = "mathjax/tex-chtml.js"
+_MATHJAX_PARTS = ["tex-chtml.js", "output/chtml", "input/tex/extensions", "ui", "a11y"]
 myst_heading_anchors = 3
 
 # --- HTML ---------------------------------------------------------------------------------------
@@ -80,6 +88,20 @@ def _page_context(app: Any, pagename: str, templatename: str, context: dict[str,
         context["qlab_binder_label"] = _BINDER_LABEL[lang]
 
 
+def _copy_mathjax(app: Any, exc: Exception | None) -> None:
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("sphinx-mathjax-offline is not installed (requirements.lock has it)")
+    src = Path(spec.submodule_search_locations[0]) / "static" / "mathjax"
+    dest = Path(app.outdir) / "_static" / "mathjax"
+    for part in _MATHJAX_PARTS:
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dest / part, dirs_exist_ok=True)
+        else:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / part, dest / part)
+
+
 _NOTEBOOK_LINK = re.compile(r"^(?P<doc>[0-9][0-9]_[A-Za-z0-9_]+)\.ipynb(?P<anchor>#.*)?$")
 
 
@@ -99,4 +121,5 @@ def _notebook_links(app: Any, doctree: Any, docname: str) -> None:
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _page_context)
     app.connect("doctree-resolved", _notebook_links)
+    app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
