@@ -17,7 +17,7 @@ PIP_PIN   := $(shell grep -E '^pip==' $(LOCK))
 # on a machine where plain PyPI would give the (several GB) CUDA build
 TORCH_PIP_ARGS ?=
 
-.PHONY: lab test install lint bench doctor lock clean
+.PHONY: lab test install lint bench doctor lock clean site
 
 # the build is keyed by version and flags: changing either rebuilds it, nothing else does
 LLAMA_KEY   := $(shell echo "$(LLAMA_PIN) $(LLAMA_CMAKE_ARGS)" | cksum | cut -d' ' -f1)
@@ -63,6 +63,11 @@ doctor: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py
+
+# the course as a static website in _site/ (both editions, committed outputs, nothing executed),
+# then LinkChecker over it: any Sphinx warning or broken internal link fails (website/build.py)
+site: $(STAMP)
+	$(BIN)/python website/build.py --out _site --strict --check
 
 # regenerate requirements.lock from pyproject.toml (pip-tools); commit the result
 lock:
