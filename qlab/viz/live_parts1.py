@@ -36,7 +36,7 @@ class Bars:
             if shown:
                 bar.set_height(vals[i])
                 note.set_text(notes[i])
-                note.xy = (bar.get_x() + bar.get_width() / 2, vals[i])
+                note.xy = note.xyann = (bar.get_x() + bar.get_width() / 2, vals[i])
         self.ax.set_xticks(range(k), list(labels))
         self.ax.set_xlim(-0.6, k - 0.4)
         fin = vals[np.isfinite(vals)]
