@@ -171,5 +171,5 @@ def numberline_panel(default: str = "fp8_e4m3"):  # pragma: no cover - interacti
     dd.observe(redraw, "value")
     redraw()
     live.settle()
-    live.refresh()
+    redraw()  # again: the thinning depends on the axes' pixel size, which settle() changed
     return w.VBox([dd, text, live.widget])
