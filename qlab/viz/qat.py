@@ -124,17 +124,18 @@ def pick(rows: Sequence[dict[str, Any]], method: str, bits: int, distill: bool =
 
 def ste_panel(rows: Sequence[dict[str, Any]] | None = None):  # pragma: no cover - widgets
     """An ipywidgets panel: bits and step sliders over :func:`ste_state`, and (with ``rows``) the cached
-    accuracy and training loss of the chosen method (a :class:`~qlab.viz.live.LiveFigure`: lines moved in place)."""
+    accuracy and training loss of the chosen method (a :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved in place, the axes redrawn only when
+    the bits change the gradient's range)."""
     import ipywidgets as w
 
-    from .live import LiveFigure
+    from .live_parts1 import BlitFigure
 
     nbits = w.IntSlider(value=2, min=2, max=4, description="bits")
     step = w.FloatSlider(value=0.5, min=0.1, max=1.5, step=0.05, description="step s")
     method = w.Dropdown(options=["ste", "lsq"], value="lsq", description="method")
     distill = w.Checkbox(value=False, description="distillation")
     text = w.HTML()
-    live = LiveFigure(1, 3, figsize=(11, 3))
+    live = BlitFigure(1, 3, figsize=(11, 3))
     axes = live.axes
     s0 = ste_state(nbits.value, step.value)
     v = s0["v"]
@@ -148,9 +149,14 @@ def ste_panel(rows: Sequence[dict[str, Any]] | None = None):  # pragma: no cover
     axes[1].legend(fontsize=7)
     axes[1].set_ylim(-0.05, 1.05)
     (sg,) = axes[2].plot(v, s0["step_grad"], color="C2")
+    live.animate(fwd, ste, sg)  # a step move only redraws these three lines
+    axes[0].set_ylim(-3.9, 3.9)  # |round(clamp(v/s))·s| <= max|v| + s/2 for every setting
     axes[2].set_title("LSQ: d v̂ / d s")
     for ax in axes:
         ax.set_xlabel("v")
+
+    def grad_ylim(q: int) -> None:
+        axes[2].set_ylim(-1.05 * q - 0.05, 1.05 * q + 0.05)
 
     def redraw(change=None):
         s = ste_state(nbits.value, step.value)
@@ -169,16 +175,17 @@ def ste_panel(rows: Sequence[dict[str, Any]] | None = None):  # pragma: no cover
         fwd.set_ydata(s["forward"])
         ste.set_ydata(s["ste_grad"])
         sg.set_ydata(s["step_grad"])
-        axes[0].set_ylim(min(-3.0, s["forward"].min()) * 1.05, max(3.0, s["forward"].max()) * 1.05)
-        q = s["qmax"]
-        axes[2].set_ylim(-q - 0.05 * q - 0.05, q + 0.05 * q + 0.05)
+        grad_ylim(s["qmax"])
         live.refresh()
 
     for c in (nbits, step, method, distill):
         c.observe(redraw, "value")
     redraw()
     live.settle()
-    live.refresh()
+    for b in range(nbits.min, nbits.max + 1):  # the three backgrounds up front: every move then blits
+        grad_ylim(2 ** (b - 1) - 1)
+        live.png()
+    redraw()
     return w.VBox([w.HBox([nbits, step]), w.HBox([method, distill]), text, live.widget])
 
 
