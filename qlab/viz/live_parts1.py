@@ -69,6 +69,19 @@ class BlitFigure(LiveFigure):
         return buf.getvalue()
 
 
+_NICE = np.array([1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0])
+
+
+def nice_ceil(v: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= ``v`` (> 0):
+    an axis limit that takes few distinct values, so a :class:`BlitFigure` reuses its backgrounds."""
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"v must be a positive finite number, got {v!r}")
+    e = np.floor(np.log10(v))
+    m = v / 10.0**e
+    return float(_NICE[np.searchsorted(_NICE, m * (1 - 1e-12))] * 10.0**e)
+
+
 class Bars:
     """``n`` bars made once by ``ax.bar``; :meth:`update` sets the first ``len(values)`` heights,
     tick labels and the text above each bar, and hides the others (``n``: the most bars shown)."""
@@ -117,4 +130,4 @@ class Memo:
         return self.store[key]
 
 
-__all__ = ["Bars", "BlitFigure", "Memo"]
+__all__ = ["Bars", "BlitFigure", "Memo", "nice_ceil"]

@@ -147,12 +147,11 @@ def plot_ranges(axes: Any, st: dict[str, Any]) -> None:  # pragma: no cover - dr
 
 def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover - interactive wiring
     """An ipywidgets panel: an alpha slider, the ranges before/after and the W8A8 error (a
-    :class:`~qlab.viz.live.LiveFigure`: lines moved in place; a move sends the new ranges first, then
-    the W8A8 error, each alpha's error computed once)."""
+    :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved in place over backgrounds drawn at creation;
+    a move sends the new ranges first, then the W8A8 error, each alpha's error computed once)."""
     import ipywidgets as widgets
 
-    from .live import LiveFigure
-    from .live_parts1 import Memo
+    from .live_parts1 import BlitFigure, Memo, nice_ceil
 
     xt, wt = _as_linear(x, w)
     ref = xt.double() @ wt.double().T
@@ -162,7 +161,7 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
     text = widgets.HTML()
     memo = Memo()
 
-    live = LiveFigure(1, 2, figsize=(10, 3))
+    live = BlitFigure(1, 2, figsize=(10, 3), backgrounds=32)
     st0 = ranges_from_maxima(amax, wmax, slider.value)
     smoothed, legends = [], []
     for ax, key, title in zip(live.axes, ("act_absmax", "w_absmax"), ("activation", "weight"), strict=True):
@@ -171,6 +170,17 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
         ax.set_title(f"{title} max |.| per input channel")
         ax.set_xlabel("input channel")
         legends.append(ax.legend(fontsize=8))
+    live.animate(*smoothed, *legends)
+
+    def ranges(a: float) -> dict[str, Any]:
+        return memo(("ranges", round(a, 6)), lambda: ranges_from_maxima(amax, wmax, a))
+
+    def place(st: dict[str, Any]) -> None:
+        for ax, ln, leg, key in zip(live.axes, smoothed, legends, ("act_absmax", "w_absmax"), strict=True):
+            ln.set_ydata(st[key + "_smoothed"])
+            leg.get_texts()[1].set_text(f"smoothed (alpha={st['alpha']:.2f})")
+            top = nice_ceil(float(max(np.max(st[key]), np.max(st[key + "_smoothed"]))))
+            ax.set_ylim(-0.05 * top, top)
 
     def line(st: dict[str, Any], err: str) -> str:
         return (f"<b>W8A8 output error</b> (relative MSE): plain {err_plain:.3g}, smoothed {err} &nbsp; | &nbsp; "
@@ -179,12 +189,8 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
 
     def redraw(*_: Any) -> None:
         a = slider.value
-        st = memo(("ranges", round(a, 6)), lambda: ranges_from_maxima(amax, wmax, a))
-        for ax, ln, leg, key in zip(live.axes, smoothed, legends, ("act_absmax", "w_absmax"), strict=True):
-            ln.set_ydata(st[key + "_smoothed"])
-            leg.get_texts()[1].set_text(f"smoothed (alpha={st['alpha']:.2f})")
-            top = float(max(np.max(st[key]), np.max(st[key + "_smoothed"])))
-            ax.set_ylim(-0.05 * top, 1.05 * top)
+        st = ranges(a)
+        place(st)
         key = ("err", round(a, 6))
         if key not in memo.store:
             text.value = line(st, "…")
@@ -194,7 +200,11 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
     slider.observe(redraw, "value")
     redraw()
     live.settle()
-    live.refresh()
+    grid = np.round(np.arange(slider.min, slider.max + slider.step / 2, slider.step), 6)
+    for a in grid:  # the ranges are vector operations; the few backgrounds (y limits rounded by nice_ceil) are drawn now
+        place(ranges(float(a)))
+        live.png()
+    redraw()
     return widgets.VBox([slider, text, live.widget])
 
 

@@ -63,3 +63,11 @@ def test_bars_and_memo():
     memo = Memo()
     assert memo(1, lambda: calls.append(1) or "one") == "one" == memo(1, lambda: calls.append(1) or "two")
     assert calls == [1]
+
+
+def test_nice_ceil():
+    from qlab.viz.live_parts1 import nice_ceil
+
+    assert [nice_ceil(v) for v in (1.0, 1.01, 31.5, 0.0042, 8.0, 9.9)] == [1.0, 1.2, 40.0, 0.005, 8.0, 10.0]
+    with pytest.raises(ValueError, match="positive"):
+        nice_ceil(0.0)
