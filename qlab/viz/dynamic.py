@@ -78,12 +78,11 @@ def dynamic_rows(m: Loaded, sentences: Sequence[str], variants: Sequence[tuple[s
 
 def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
     """An ipywidgets panel: bits slider and tensor/token toggle over a real activation ``x``;
-    plots each token's step size and SQNR (a :class:`~qlab.viz.live.LiveFigure`: lines moved in
-    place, each (bits, granularity) computed once)."""
+    plots each token's step size and SQNR (a :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved
+    in place over the 7 backgrounds drawn at creation, each (bits, granularity) computed once)."""
     import ipywidgets as w
 
-    from .live import LiveFigure
-    from .live_parts1 import Memo
+    from .live_parts1 import BlitFigure, Memo
 
     nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
     gran = w.ToggleButtons(options=list(GRANULARITIES), value="tensor", description="scale per")
@@ -97,7 +96,7 @@ def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
     for b in range(nbits.min, nbits.max + 1):  # all 14 settings up front: ~0.5 s, then every move only draws
         for g in GRANULARITIES:
             state(b, g)
-    live = LiveFigure(1, 2, figsize=(10, 3))
+    live = BlitFigure(1, 2, figsize=(10, 3))
     ax0, ax1 = live.axes
     s0 = state(nbits.value, "tensor")
     n = np.arange(len(s0["token_absmax"]))
@@ -108,13 +107,9 @@ def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
     (other,) = ax1.plot(n, s0["token_sqnr_db"], lw=0.8, alpha=0.6, label="per token")
     ax1.set_title("SQNR of each token (dB)")
     leg = ax1.legend()
+    live.animate(mine, other, leg)
 
-    def redraw(*_):
-        s = state(nbits.value, gran.value)
-        o = state(nbits.value, "token" if gran.value == "tensor" else "tensor")
-        text.value = (f"<b>per {s['granularity']}</b>, int{s['bits']}: SQNR {s['sqnr_db']:.2f} dB overall "
-                      f"(per {o['granularity']}: {o['sqnr_db']:.2f} dB); a token uses a median of "
-                      f"{s['levels_used']:.0f} of {2 ** s['bits']} levels")
+    def place(s: dict[str, Any], o: dict[str, Any]) -> None:
         mine.set_ydata(s["token_sqnr_db"])
         other.set_ydata(o["token_sqnr_db"])
         for t, st in zip(leg.get_texts(), (s, o), strict=True):
@@ -124,13 +119,24 @@ def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
         lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
         pad = 0.05 * (hi - lo) or 1.0
         ax1.set_ylim(lo - pad, hi + pad)
+
+    def redraw(*_):
+        s = state(nbits.value, gran.value)
+        o = state(nbits.value, "token" if gran.value == "tensor" else "tensor")
+        text.value = (f"<b>per {s['granularity']}</b>, int{s['bits']}: SQNR {s['sqnr_db']:.2f} dB overall "
+                      f"(per {o['granularity']}: {o['sqnr_db']:.2f} dB); a token uses a median of "
+                      f"{s['levels_used']:.0f} of {2 ** s['bits']} levels")
+        place(s, o)
         live.refresh()
 
     nbits.observe(redraw, "value")
     gran.observe(redraw, "value")
     redraw()
     live.settle()
-    live.refresh()
+    for b in range(nbits.min, nbits.max + 1):  # one background per bits (the y range of both lines)
+        place(state(b, "tensor"), state(b, "token"))
+        live.png()
+    redraw()
     return w.VBox([w.HBox([nbits, gran]), text, live.widget])
 
 
