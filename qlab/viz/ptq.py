@@ -134,20 +134,19 @@ def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  
     """An ipywidgets panel: observer dropdown, percentile slider, bits; the histogram of ``x`` with the
     chosen range, the tensor's quantization error and the whole model's accuracy with that observer.
 
-    A :class:`~qlab.viz.live.LiveFigure` (the histogram of ``x`` drawn once, the range moved in place);
+    A :class:`~qlab.viz.live_parts1.BlitFigure` (the histogram of ``x`` drawn once, the range moved in place);
     a move sends the new range and the tensor's readout first, then quantizes and evaluates the model;
     each setting's state and accuracy are computed once."""
     import ipywidgets as w
 
-    from .live import LiveFigure
-    from .live_parts1 import Memo
+    from .live_parts1 import BlitFigure, Memo
 
     dropdown = w.Dropdown(options=observers.names(), value="percentile", description="observer")
     pct = w.FloatSlider(value=99.9, min=90.0, max=100.0, step=0.01, description="percentile", readout_format=".2f")
     nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
     text = w.HTML()
     memo = Memo()
-    live = LiveFigure(1, 1, figsize=(8, 3))
+    live = BlitFigure(1, 1, figsize=(8, 3))
     ax = live.axes[0]
     counts, edges = np.histogram(x, bins=80)  # observer_state's histogram: x never changes
     ax.stairs(counts, edges, fill=True, color="0.7")
@@ -155,7 +154,8 @@ def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  
     span = ax.axvspan(0.0, 1.0, color="C0", alpha=0.12, label="kept range")
     hi_line = ax.axvline(1.0, color="C0", ls="--")
     ax.set_xlabel("activation value")
-    ax.legend()
+    ax.legend(loc="upper right")  # fixed: the background (and its legend) is drawn before the range moves
+    live.animate(span, hi_line)
 
     def key() -> tuple[Any, ...]:
         p = round(pct.value, 4) if dropdown.value == "percentile" else None
