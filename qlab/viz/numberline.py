@@ -109,7 +109,8 @@ def facts_line(f: dict[str, Any]) -> str:
 
 def numberline_panel(default: str = "fp8_e4m3"):  # pragma: no cover - interactive wiring
     """An ipywidgets panel: pick a format, see its facts, its number line (linear and log) and its precision
-    (a :class:`~qlab.viz.live.LiveFigure`: every format's state is computed once, the artists are moved in place)."""
+    (a :class:`~qlab.viz.live.LiveFigure` whose artists are moved to each of the nine formats once, at
+    creation: a move only swaps the picture)."""
     import ipywidgets as w
     from matplotlib.ticker import NullLocator
 
@@ -148,9 +149,8 @@ def numberline_panel(default: str = "fp8_e4m3"):  # pragma: no cover - interacti
         px = ax.transData.transform(np.column_stack([x, np.zeros_like(x)]))[:, 0]
         return x[np.unique(np.round(2 * px), return_index=True)[1]]
 
-    def redraw(*_):
-        s = states[dd.value]
-        text.value = f"<b>{facts_line(s['facts'])}</b>"
+    def place(name: str) -> None:
+        s = states[name]
         v = s["values"]
         top = min(8.0, float(np.abs(v).max()))
         small = v[np.abs(v) <= top].astype(np.float64)
@@ -160,16 +160,25 @@ def numberline_panel(default: str = "fp8_e4m3"):  # pragma: no cover - interacti
         pos = s["positive"]
         ax1.set_xlim(*span(float(pos.min()), float(pos.max()), True))
         logl.set_positions(thin(ax1, pos))
-        ax1.set_title(f"{dd.value}: {pos.size} positive values", fontsize=9)
+        ax1.set_title(f"{name}: {pos.size} positive values", fontsize=9)
         g = s["relative_gap"]
         gap.set_data(pos[:-1], g)
         ax2.set_xlim(*span(float(pos[0]), float(pos[-2]), True))
         ax2.set_ylim(*span(float(g.min()), float(g.max()), True))
-        leg.get_texts()[0].set_text(dd.value)
-        live.refresh()
+        leg.get_texts()[0].set_text(name)
+
+    place(dd.value)
+    live.settle()
+    pngs = {}
+    for n in names:  # nine pictures, drawn now (after the layout: the thinning depends on the pixel size)
+        place(n)
+        pngs[n] = live.png()
+    image = w.Image(value=pngs[dd.value], format="png")
+
+    def redraw(*_):
+        text.value = f"<b>{facts_line(states[dd.value]['facts'])}</b>"
+        image.value = pngs[dd.value]
 
     dd.observe(redraw, "value")
     redraw()
-    live.settle()
-    redraw()  # again: the thinning depends on the axes' pixel size, which settle() changed
-    return w.VBox([dd, text, live.widget])
+    return w.VBox([dd, text, image])
