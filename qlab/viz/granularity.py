@@ -73,6 +73,7 @@ def granularity_panel(x: Any, bits: int = 4):  # pragma: no cover - interactive 
     bars = Bars(ax, 4, colors=["C3", "C1", "C0", "C2"])
     ax.set_ylabel("SQNR of the other values (dB)")
     memo = Memo()
+    shown: list[Any] = []  # the Image, once the layout is settled
 
     def redraw(*_):
         key = (b.value, round(factor.value, 6), g.value)
@@ -80,11 +81,13 @@ def granularity_panel(x: Any, bits: int = 4):  # pragma: no cover - interactive 
         text.value = "<pre>" + readout(s) + "</pre>"
         bars.update([r["granularity"] for r in s["rows"]], [r["sqnr_rest_db"] for r in s["rows"]],
                     [f"{r['bits_per_weight']:.3f} b/w" for r in s["rows"]])
-        live.refresh()
+        if shown:  # each setting's picture drawn once: a return to it only swaps the PNG
+            shown[0].value = memo(("png", *key), live.png)
 
     for c in (factor, b, g):
         c.observe(redraw, "value")
     redraw()
     live.settle()
-    live.refresh()
-    return w.VBox([w.HBox([factor, b, g]), text, live.widget])
+    shown.append(w.Image(format="png"))
+    redraw()
+    return w.VBox([w.HBox([factor, b, g]), text, shown[0]])

@@ -69,6 +69,7 @@ def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactiv
     ax.set_ylabel("count")
     title = ax.set_title("")
     memo = Memo()
+    shown: list[Any] = []  # the Image, once the layout is settled
 
     def compute(b: int, name: str | None) -> dict[str, Any]:
         s = tour_state(x, b, name)
@@ -94,11 +95,13 @@ def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactiv
         ax.set_xlim(s["edges"][0], s["edges"][-1])
         ax.set_ylim(0.8, max(float(s["counts"].max()), 1.0) * 2.0)
         title.set_text(f"error of {s['format']}")
-        live.refresh()
+        if shown:  # each setting's picture drawn once: a return to it only swaps the PNG
+            shown[0].value = memo(("png", b, s["format"]), live.png)
 
     slider.observe(redraw, "value")
     dropdown.observe(redraw, "value")
     redraw()
     live.settle()
-    live.refresh()
-    return w.VBox([w.HBox([slider, dropdown]), text, live.widget])
+    shown.append(w.Image(format="png"))
+    redraw()
+    return w.VBox([w.HBox([slider, dropdown]), text, shown[0]])
