@@ -154,8 +154,8 @@ def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  
     span = ax.axvspan(0.0, 1.0, color="C0", alpha=0.12, label="kept range")
     hi_line = ax.axvline(1.0, color="C0", ls="--")
     ax.set_xlabel("activation value")
-    ax.legend(loc="upper right")  # fixed: the background (and its legend) is drawn before the range moves
-    live.animate(span, hi_line)
+    leg = ax.legend(loc="upper right")  # fixed: "best" would be chosen without the moving range
+    live.animate(span, hi_line, leg)  # the legend last, over the range
 
     def key() -> tuple[Any, ...]:
         p = round(pct.value, 4) if dropdown.value == "percentile" else None
