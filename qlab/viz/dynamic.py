@@ -82,7 +82,7 @@ def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
     in place over the 7 backgrounds drawn at creation, each (bits, granularity) computed once)."""
     import ipywidgets as w
 
-    from .live_parts1 import BlitFigure, Memo
+    from .live_parts1 import BlitFigure, Memo, one_thread
 
     nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
     gran = w.ToggleButtons(options=list(GRANULARITIES), value="tensor", description="scale per")
@@ -93,9 +93,10 @@ def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
     def state(b: int, g: str) -> dict[str, Any]:
         return memo((b, g), lambda: {k: v for k, v in token_state(x, b, g).items() if k in keep})
 
-    for b in range(nbits.min, nbits.max + 1):  # all 14 settings up front: ~0.5 s, then every move only draws
-        for g in GRANULARITIES:
-            state(b, g)
+    with one_thread():
+        for b in range(nbits.min, nbits.max + 1):  # all 14 settings up front: ~0.5 s, then every move only draws
+            for g in GRANULARITIES:
+                state(b, g)
     live = BlitFigure(1, 2, figsize=(10, 3))
     ax0, ax1 = live.axes
     s0 = state(nbits.value, "tensor")

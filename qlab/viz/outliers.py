@@ -151,7 +151,7 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
     a move sends the new ranges first, then the W8A8 error, each alpha's error computed once)."""
     import ipywidgets as widgets
 
-    from .live_parts1 import BlitFigure, Memo, nice_ceil
+    from .live_parts1 import BlitFigure, Memo, nice_ceil, one_thread
 
     xt, wt = _as_linear(x, w)
     ref = xt.double() @ wt.double().T
@@ -195,7 +195,9 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
         if key not in memo.store:
             text.value = line(st, "…")
         live.refresh()  # the picture goes out now; the matmuls of the error follow
-        text.value = line(st, f"{memo(key, lambda: smoothed_error(xt, wt, st['s'], ref)):.3g}")
+        with one_thread():
+            err = memo(key, lambda: smoothed_error(xt, wt, st["s"], ref))
+        text.value = line(st, f"{err:.3g}")
 
     slider.observe(redraw, "value")
     redraw()

@@ -139,7 +139,7 @@ def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  
     each setting's state and accuracy are computed once."""
     import ipywidgets as w
 
-    from .live_parts1 import BlitFigure, Memo
+    from .live_parts1 import BlitFigure, Memo, one_thread
 
     dropdown = w.Dropdown(options=observers.names(), value="percentile", description="observer")
     pct = w.FloatSlider(value=99.9, min=90.0, max=100.0, step=0.01, description="percentile", readout_format=".2f")
@@ -168,6 +168,10 @@ def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  
                 f"(W{nbits.value}A{nbits.value}, every layer with this observer)")
 
     def redraw(*_):
+        with one_thread():
+            update()
+
+    def update() -> None:
         pct.disabled = dropdown.value != "percentile"
         k = key()
         obs, b, p = dropdown.value, nbits.value, pct.value

@@ -71,3 +71,15 @@ def test_nice_ceil():
     assert [nice_ceil(v) for v in (1.0, 1.01, 31.5, 0.0042, 8.0, 9.9)] == [1.0, 1.2, 40.0, 0.005, 8.0, 10.0]
     with pytest.raises(ValueError, match="positive"):
         nice_ceil(0.0)
+
+
+def test_one_thread_restores_the_count():
+    import torch
+
+    from qlab.viz.live_parts1 import one_thread
+
+    n = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"), one_thread():
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == n
