@@ -101,14 +101,18 @@ def readout(s: dict[str, Any]) -> str:
 
 def mix_panel(model: ModelLike, mixes: tuple[str, ...] = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m",
                                                     "q5_k_s", "q5_k_m", "q6_k", "q8_0")):  # pragma: no cover
-    """An ipywidgets panel: pick a llama.cpp mix, see which type each tensor category gets and the size."""
+    """An ipywidgets panel: pick a llama.cpp mix, see which type each tensor category gets and the size
+    (text only; each mix's readout computed once)."""
     import ipywidgets as w
+
+    from .live_parts1 import Memo
 
     dd = w.Dropdown(options=list(mixes), value="q4_k_m", description="mix")
     text = w.HTML()
+    memo = Memo()
 
     def redraw(*_):
-        text.value = "<pre>" + readout(mix_state(model, dd.value)) + "</pre>"
+        text.value = memo(dd.value, lambda: "<pre>" + readout(mix_state(model, dd.value)) + "</pre>")
 
     dd.observe(redraw, "value")
     redraw()

@@ -56,27 +56,38 @@ def plot_granularity(ax, s: dict[str, Any]):
 
 
 def granularity_panel(x: Any, bits: int = 4):  # pragma: no cover - interactive wiring
-    """An ipywidgets panel: outlier factor, bits and group size; SQNR bars per granularity."""
+    """An ipywidgets panel: outlier factor, bits and group size; SQNR bars per granularity
+    (a :class:`~qlab.viz.live.LiveFigure`: the bars are moved in place, each setting computed once)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
+
+    from .live import LiveFigure
+    from .live_parts1 import Bars, Memo
 
     x32 = as_float32(x)
     factor = w.FloatLogSlider(value=1, base=10, min=0, max=2, step=0.05, description="outlier ×max")
     b = w.IntSlider(value=bits, min=2, max=8, description="bits")
     g = w.Dropdown(options=[16, 32, 64, 128], value=32, description="group")
     text = w.HTML()
-    out = w.Output()
+    live = LiveFigure(1, 1, figsize=(7, 3))
+    ax = live.axes[0]
+    bars = Bars(ax, 4, colors=["C3", "C1", "C0", "C2"])
+    ax.set_ylabel("SQNR of the other values (dB)")
+    memo = Memo()
+    shown: list[Any] = []  # the Image, once the layout is settled
 
     def redraw(*_):
-        s = granularity_state(x32, b.value, factor.value, g.value)
+        key = (b.value, round(factor.value, 6), g.value)
+        s = memo(key, lambda: granularity_state(x32, b.value, factor.value, g.value))
         text.value = "<pre>" + readout(s) + "</pre>"
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7, 3))
-            plot_granularity(ax, s)
-            plt.show()
+        bars.update([r["granularity"] for r in s["rows"]], [r["sqnr_rest_db"] for r in s["rows"]],
+                    [f"{r['bits_per_weight']:.3f} b/w" for r in s["rows"]])
+        if shown:  # each setting's picture drawn once: a return to it only swaps the PNG
+            shown[0].value = memo(("png", *key), live.png)
 
     for c in (factor, b, g):
         c.observe(redraw, "value")
     redraw()
-    return w.VBox([w.HBox([factor, b, g]), text, out])
+    live.settle()
+    shown.append(w.Image(format="png"))
+    redraw()
+    return w.VBox([w.HBox([factor, b, g]), text, shown[0]])

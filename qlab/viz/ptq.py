@@ -132,39 +132,68 @@ def plot_observer_ranges(ax: Any, x: np.ndarray, rows: Sequence[dict[str, Any]],
 
 def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  # pragma: no cover - widgets
     """An ipywidgets panel: observer dropdown, percentile slider, bits; the histogram of ``x`` with the
-    chosen range, the tensor's quantization error and the whole model's accuracy with that observer."""
+    chosen range, the tensor's quantization error and the whole model's accuracy with that observer.
+
+    A :class:`~qlab.viz.live_parts1.BlitFigure` (the histogram of ``x`` drawn once, the range moved in place);
+    a move sends the new range and the tensor's readout first, then quantizes and evaluates the model;
+    each setting's state and accuracy are computed once."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
+
+    from .live_parts1 import BlitFigure, Memo, one_thread
 
     dropdown = w.Dropdown(options=observers.names(), value="percentile", description="observer")
     pct = w.FloatSlider(value=99.9, min=90.0, max=100.0, step=0.01, description="percentile", readout_format=".2f")
     nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
     text = w.HTML()
-    out = w.Output()
+    memo = Memo()
+    live = BlitFigure(1, 1, figsize=(8, 3))
+    ax = live.axes[0]
+    counts, edges = np.histogram(x, bins=80)  # observer_state's histogram: x never changes
+    ax.stairs(counts, edges, fill=True, color="0.7")
+    ax.set_yscale("log")
+    span = ax.axvspan(0.0, 1.0, color="C0", alpha=0.12, label="kept range")
+    hi_line = ax.axvline(1.0, color="C0", ls="--")
+    ax.set_xlabel("activation value")
+    leg = ax.legend(loc="upper right")  # fixed: "best" would be chosen without the moving range
+    live.animate(span, hi_line, leg)  # the legend last, over the range
+
+    def key() -> tuple[Any, ...]:
+        p = round(pct.value, 4) if dropdown.value == "percentile" else None
+        return (dropdown.value, nbits.value, p)
+
+    def line(s: dict[str, Any], acc: str) -> str:
+        return (f"<b>{s['observer']}</b>: range [{s['lo']:.4g}, {s['hi']:.4g}], scale {s['scale']:.4g}, "
+                f"zero-point {s['zero_point']}, clipped {100 * s['clipped']:.3f}% of values, "
+                f"SQNR {s['sqnr_db']:.2f} dB on this tensor; <b>model accuracy {acc}</b> "
+                f"(W{nbits.value}A{nbits.value}, every layer with this observer)")
 
     def redraw(*_):
+        with one_thread():
+            update()
+
+    def update() -> None:
         pct.disabled = dropdown.value != "percentile"
-        s = observer_state(x, dropdown.value, nbits.value, pct.value)
-        acc = ptq_accuracy(m, calibration, dropdown.value, nbits.value, pct.value)
-        text.value = (f"<b>{s['observer']}</b>: range [{s['lo']:.4g}, {s['hi']:.4g}], scale {s['scale']:.4g}, "
-                      f"zero-point {s['zero_point']}, clipped {100 * s['clipped']:.3f}% of values, "
-                      f"SQNR {s['sqnr_db']:.2f} dB on this tensor; <b>model accuracy {acc:.4f}</b> "
-                      f"(W{nbits.value}A{nbits.value}, every layer with this observer)")
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(8, 3))
-            ax.stairs(s["counts"], s["edges"], fill=True, color="0.7")
-            ax.set_yscale("log")
-            ax.axvspan(s["lo"], s["hi"], color="C0", alpha=0.12, label="kept range")
-            ax.axvline(s["hi"], color="C0", ls="--")
-            ax.set_xlabel("activation value")
-            ax.legend()
-            plt.show()
+        k = key()
+        obs, b, p = dropdown.value, nbits.value, pct.value
+        s = memo(("state", *k), lambda: {n: v for n, v in observer_state(x, obs, b, p).items()
+                                         if n not in ("decoded", "counts", "edges")})
+        span.set_x(s["lo"])
+        span.set_width(s["hi"] - s["lo"])
+        hi_line.set_xdata([s["hi"], s["hi"]])
+        lo, hi = min(float(edges[0]), s["lo"]), max(float(edges[-1]), s["hi"])
+        pad = 0.05 * (hi - lo)
+        ax.set_xlim(lo - pad, hi + pad)
+        if ("acc", *k) not in memo.store:
+            text.value = line(s, "…")
+        live.refresh()  # the picture goes out now; quantizing and evaluating the model follows
+        text.value = line(s, f"{memo(('acc', *k), lambda: ptq_accuracy(m, calibration, obs, b, p)):.4f}")
 
     for c in (dropdown, pct, nbits):
         c.observe(redraw, "value")
     redraw()
-    return w.VBox([w.HBox([dropdown, pct, nbits]), text, out])
+    live.settle()
+    live.refresh()
+    return w.VBox([w.HBox([dropdown, pct, nbits]), text, live.widget])
 
 
 __all__ = ["layer_input", "observer_state", "observer_table", "ptq_config", "ptq_accuracy", "study_table",

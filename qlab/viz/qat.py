@@ -124,18 +124,41 @@ def pick(rows: Sequence[dict[str, Any]], method: str, bits: int, distill: bool =
 
 def ste_panel(rows: Sequence[dict[str, Any]] | None = None):  # pragma: no cover - widgets
     """An ipywidgets panel: bits and step sliders over :func:`ste_state`, and (with ``rows``) the cached
-    accuracy and training loss of the chosen method."""
+    accuracy and training loss of the chosen method (a :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved in place, the axes redrawn only when
+    the bits change the gradient's range)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
+
+    from .live_parts1 import BlitFigure
 
     nbits = w.IntSlider(value=2, min=2, max=4, description="bits")
     step = w.FloatSlider(value=0.5, min=0.1, max=1.5, step=0.05, description="step s")
     method = w.Dropdown(options=["ste", "lsq"], value="lsq", description="method")
     distill = w.Checkbox(value=False, description="distillation")
     text = w.HTML()
-    out = w.Output()
+    live = BlitFigure(1, 3, figsize=(11, 3))
+    axes = live.axes
+    s0 = ste_state(nbits.value, step.value)
+    v = s0["v"]
+    (fwd,) = axes[0].plot(v, s0["forward"], label="round(clamp(v/s))·s")
+    axes[0].plot(v, v, ls=":", color="0.5", label="identity")
+    axes[0].set_title("forward")
+    axes[0].legend(fontsize=7)
+    (ste,) = axes[1].plot(v, s0["ste_grad"], label="STE")
+    axes[1].plot(v, s0["true_grad"], ls="--", label="true (0 a.e.)")
+    axes[1].set_title("d v̂ / d v")
+    axes[1].legend(fontsize=7)
+    axes[1].set_ylim(-0.05, 1.05)
+    (sg,) = axes[2].plot(v, s0["step_grad"], color="C2")
+    live.animate(fwd, ste, sg)  # a step move only redraws these three lines
+    axes[0].set_ylim(-3.9, 3.9)  # |round(clamp(v/s))·s| <= max|v| + s/2 for every setting
+    axes[2].set_title("LSQ: d v̂ / d s")
+    for ax in axes:
+        ax.set_xlabel("v")
 
-    def redraw(*_):
+    def grad_ylim(q: int) -> None:
+        axes[2].set_ylim(-1.05 * q - 0.05, 1.05 * q + 0.05)
+
+    def redraw(change=None):
         s = ste_state(nbits.value, step.value)
         msg = f"int{s['bits']}: levels at multiples of s in [-{s['qmax']}s, {s['qmax']}s], clipping at ±{s['clip']:.2f}"
         if rows:
@@ -147,28 +170,23 @@ def ste_panel(rows: Sequence[dict[str, Any]] | None = None):  # pragma: no cover
             except ValueError:
                 msg += f"<br>(no cached run for W{nbits.value}A{nbits.value})"
         text.value = msg
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-            axes[0].plot(s["v"], s["forward"], label="round(clamp(v/s))·s")
-            axes[0].plot(s["v"], s["v"], ls=":", color="0.5", label="identity")
-            axes[0].set_title("forward")
-            axes[0].legend(fontsize=7)
-            axes[1].plot(s["v"], s["ste_grad"], label="STE")
-            axes[1].plot(s["v"], s["true_grad"], ls="--", label="true (0 a.e.)")
-            axes[1].set_title("d v̂ / d v")
-            axes[1].legend(fontsize=7)
-            axes[2].plot(s["v"], s["step_grad"], color="C2")
-            axes[2].set_title("LSQ: d v̂ / d s")
-            for ax in axes:
-                ax.set_xlabel("v")
-            fig.tight_layout()
-            plt.show()
+        if change is not None and change["owner"] in (method, distill):
+            return  # the cached run changed, not the curves
+        fwd.set_ydata(s["forward"])
+        ste.set_ydata(s["ste_grad"])
+        sg.set_ydata(s["step_grad"])
+        grad_ylim(s["qmax"])
+        live.refresh()
 
     for c in (nbits, step, method, distill):
         c.observe(redraw, "value")
     redraw()
-    return w.VBox([w.HBox([nbits, step]), w.HBox([method, distill]), text, out])
+    live.settle()
+    for b in range(nbits.min, nbits.max + 1):  # the three backgrounds up front: every move then blits
+        grad_ylim(2 ** (b - 1) - 1)
+        live.png()
+    redraw()
+    return w.VBox([w.HBox([nbits, step]), w.HBox([method, distill]), text, live.widget])
 
 
 __all__ = ["ste_state", "lsq_init_step", "run_qat", "run_ptq", "qat_results", "result_table", "pick", "ste_panel"]

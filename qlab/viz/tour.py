@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import formats
 from ..analysis.error import error_stats, formats_with_bits
-from .plots import plot_error_histogram
 
 
 def tour_state(x: np.ndarray, bits: int, name: str | None = None) -> dict[str, Any]:
@@ -51,31 +50,62 @@ def readout(s: dict[str, Any]) -> str:
 
 
 def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactive wiring
-    """An ipywidgets panel: bits slider, format dropdown, error histogram and readout."""
+    """An ipywidgets panel: bits slider, format dropdown, error histogram and readout (a
+    :class:`~qlab.viz.live.LiveFigure`; each format's readout and error histogram computed once)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
+
+    from .live import LiveFigure, hist_counts
+    from .live_parts1 import Memo
 
     x = formats.base.as_float32(x)
     slider = w.IntSlider(value=bits, min=2, max=8, description="bits")
     dropdown = w.Dropdown(description="format")
     text = w.HTML()
-    out = w.Output()
+    live = LiveFigure(1, 1, figsize=(7, 3))
+    ax = live.axes[0]
+    patch = ax.stairs(np.zeros(101), np.linspace(-1, 1, 102), fill=True, color="C0", alpha=0.85, baseline=0.5)
+    ax.set_yscale("log")
+    ax.set_xlabel("quantization error  (x̂ − x)")
+    ax.set_ylabel("count")
+    title = ax.set_title("")
+    memo = Memo()
+    shown: list[Any] = []  # the Image, once the layout is settled
+
+    def compute(b: int, name: str | None) -> dict[str, Any]:
+        s = tour_state(x, b, name)
+        err = s["decoded"].astype(np.float64) - x
+        lim = float(np.abs(err).max()) or 1.0
+        counts, edges = hist_counts(err, 101, -lim, lim)  # plot_error_histogram's bins and range
+        html = f"<b>{readout(s)}</b><br>{s['description']}<br><code>{s['layout']}</code>"
+        return {"options": s["options"], "format": s["format"], "html": html, "counts": counts, "edges": edges}
+
+    def options(b: int) -> list[str]:
+        return memo(("options", b), lambda: formats_with_bits(b, row_length=x.shape[-1]))
 
     def redraw(*_):
-        s = tour_state(x, slider.value, dropdown.value)
+        b = slider.value
+        opts = options(b)
+        name = dropdown.value if dropdown.value in opts else (opts[0] if opts else None)
+        s = memo((b, name), lambda: compute(b, name))
         if list(dropdown.options) != s["options"]:
             dropdown.unobserve(redraw, "value")
             dropdown.options = s["options"]
             dropdown.value = s["format"]
             dropdown.observe(redraw, "value")
-        text.value = f"<b>{readout(s)}</b><br>{s['description']}<br><code>{s['layout']}</code>"
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7, 3))
-            plot_error_histogram(ax, x, s["decoded"], label=f"error of {s['format']}")
-            plt.show()
+        text.value = s["html"]
+        patch.set_data(np.maximum(s["counts"], 0.5), s["edges"])
+        ax.set_xlim(s["edges"][0], s["edges"][-1])
+        ax.set_ylim(0.8, max(float(s["counts"].max()), 1.0) * 2.0)
+        title.set_text(f"error of {s['format']}")
+        if shown:  # each setting's picture drawn once: a return to it only swaps the PNG
+            shown[0].value = memo(("png", b, s["format"]), live.png)
 
+    for name in options(slider.value):  # the starting width's formats up front (~0.8 s): the dropdown answers at once
+        memo((slider.value, name), lambda name=name: compute(slider.value, name))
     slider.observe(redraw, "value")
     dropdown.observe(redraw, "value")
     redraw()
-    return w.VBox([w.HBox([slider, dropdown]), text, out])
+    live.settle()
+    shown.append(w.Image(format="png"))
+    redraw()
+    return w.VBox([w.HBox([slider, dropdown]), text, shown[0]])

@@ -59,3 +59,13 @@ def test_mix_state_is_always_the_mix(smol):
 def test_readout_names_type_then_count(smol):
     text = readout(mix_state(smol, "q4_k_m"))
     assert "token_embd   q8_0 x1" in text and "ffn_down     q4_k x16, q6_k x14" in text
+
+
+def test_mix_panel_readout_follows_the_mix(smol):
+    from qlab.viz.blocks import mix_panel
+    from tests.viz.panel_probe import move
+
+    panel = mix_panel(smol)
+    (_, text0), (_, text1) = move(panel, "mix", "q8_0")
+    assert text1 == "<pre>" + readout(mix_state(smol, "q8_0")) + "</pre>" != text0
+    assert move(panel, "mix", "q4_k_m")[1][1] == text0

@@ -49,3 +49,18 @@ def test_bad_granularity_and_3d_input():
         token_state(X, 8, "channel")
     s = token_state(X.reshape(4, 10, 64), 8, "token")
     assert s["decoded"].shape == (40, 64)
+
+
+def test_token_panel_moves_lines_in_place():
+    from qlab.viz.dynamic import token_panel
+    from tests.viz.panel_probe import move
+
+    x = np.random.default_rng(1).standard_normal((40, 64)).astype(np.float32)
+    x[7] *= 30  # one outlier token
+    panel = token_panel(x, bits=8)
+    (png0, text0), (png1, text1) = move(panel, "bits", 4)
+    s, o = token_state(x, 4, "tensor"), token_state(x, 4, "token")
+    assert png1 != png0 and text1 != text0
+    assert f"SQNR {s['sqnr_db']:.2f} dB overall (per token: {o['sqnr_db']:.2f} dB)" in text1
+    (_, _), (png2, text2) = move(panel, "scale per", "token")
+    assert png2 != png1 and f"<b>per token</b>, int4: SQNR {o['sqnr_db']:.2f} dB" in text2

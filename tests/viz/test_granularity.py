@@ -49,3 +49,15 @@ def test_no_outlier_and_plot():
     plot_granularity(ax, s)
     assert len(ax.patches) == 3
     plt.close(fig)
+
+
+def test_granularity_panel_moves_bars_in_place():
+    from qlab.viz.granularity import granularity_panel
+    from tests.viz.panel_probe import move
+
+    x = W[:64]
+    panel = granularity_panel(x, bits=4)
+    (png0, text0), (png1, text1) = move(panel, "outlier ×max", 10.0)
+    assert png1 != png0 and text1 == "<pre>" + readout(granularity_state(x, 4, 10.0, 32)) + "</pre>" != text0
+    (_, _), (png2, text2) = move(panel, "group", 128)  # one bar fewer
+    assert png2 != png1 and text2 == "<pre>" + readout(granularity_state(x, 4, 10.0, 128)) + "</pre>"

@@ -74,3 +74,14 @@ def test_state_and_plots():
     plot_precision(axes[1], {"fp4": s, "e4m3": numberline_state("fp8_e4m3")})
     assert len(axes[1].lines) == 2
     plt.close(fig)
+
+
+def test_numberline_panel_moves_ticks_in_place():
+    from qlab.viz.numberline import numberline_panel
+    from tests.viz.panel_probe import move
+
+    panel = numberline_panel("fp8_e4m3")
+    (png0, text0), (png1, text1) = move(panel, "format", "fp16")
+    assert png1 != png0 and text1 == f"<b>{facts_line(format_facts('fp16'))}</b>" != text0
+    (_, _), (png2, text2) = move(panel, "format", "fp8_e4m3")
+    assert png2 == png0 and text2 == text0

@@ -82,3 +82,34 @@ def test_results_table_schema() -> None:
         assert 0 <= r["columns"] <= r["in_features"] and r["max_per_call"] <= r["columns"]
     with pytest.raises(ValueError, match="no perplexity rows"):
         results_table({"rows": {"perplexity": []}, "script": "scripts/llm_outliers.py"})
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.35, 0.5, 1.0])
+def test_ranges_from_maxima_equal_the_smoothed_tensors_bitwise(alpha: float) -> None:
+    """The panel's shortcut: max|X/s| = max|X|/s and max|W s| = max|W| s, exactly, in float32."""
+    import torch
+
+    from qlab.quantize.smoothquant import smoothing_factors
+    from qlab.viz.outliers import ranges_from_maxima
+
+    x, w = (torch.from_numpy(v) for v in _layer(3))
+    st = ranges_from_maxima(x.abs().amax(0), w.abs().amax(0), alpha)
+    s = smoothing_factors(x.abs().amax(0), w, alpha)
+    assert np.array_equal(st["s"], s.numpy())
+    assert np.array_equal(st["act_absmax_smoothed"], (x / s).abs().amax(0).numpy())
+    assert np.array_equal(st["w_absmax_smoothed"], (w * s).abs().amax(0).numpy())
+
+
+def test_smoothquant_panel_moves_lines_in_place() -> None:
+    from qlab.viz.outliers import smoothquant_panel
+    from tests.viz.panel_probe import move
+
+    x, w = _layer()
+    panel = smoothquant_panel(x, w, alpha=0.5)
+    (png0, text0), (png1, text1) = move(panel, "alpha", 0.8)
+    st = smoothquant_state(x, w, 0.8)
+    assert png1 != png0 and text1 != text0
+    assert f"plain {st['err_plain']:.3g}, smoothed {st['err_smooth']:.3g}" in text1
+    assert f"activations {st['act_ratio']:.1f} -> {st['act_ratio_smoothed']:.1f}" in text1
+    (_, _), (png2, text2) = move(panel, "alpha", 0.5)
+    assert png2 == png0 and text2 == text0

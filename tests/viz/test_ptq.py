@@ -88,3 +88,24 @@ def test_study_table_and_plot():
     plot_observer_ranges(ax, X, observer_table(X, 4, ["minmax", "mse"]))
     assert len(ax.get_lines()) == 2
     plt.close(fig)
+
+
+def test_observer_panel_moves_range_in_place():
+    from qlab.viz.live_parts1 import one_thread
+    from qlab.viz.ptq import observer_panel
+    from tests.viz.panel_probe import move
+
+    m = qlab.models.load("digits-cnn", progress=False)
+    x, _ = qlab.models.digits.load_split("train")
+    calib = x[:32]
+    a = layer_input(m, calib, "fc1")
+    panel = observer_panel(m, calib, a, bits=4)
+    (png0, text0), (png1, text1) = move(panel, "observer", "minmax")
+    s = observer_state(a, "minmax", 4)
+    assert png1 != png0 and text1 != text0
+    assert f"range [{s['lo']:.4g}, {s['hi']:.4g}], scale {s['scale']:.4g}" in text1
+    with one_thread():  # as the panel computes it (the summation order may depend on the thread count)
+        acc = ptq_accuracy(m, calib, "minmax", 4)
+    assert f"model accuracy {acc:.4f}</b>" in text1
+    (_, _), (png2, text2) = move(panel, "observer", "percentile")
+    assert png2 == png0 and text2 == text0

@@ -70,3 +70,19 @@ def test_cache_row_recomputes():
     live = run_qat("lsq", 4, False, epochs=cached["epochs"])
     assert live["accuracy"] == pytest.approx(cached["accuracy"], abs=0.01)
     assert np.allclose(live["loss_per_epoch"], cached["loss_per_epoch"], rtol=0.02)
+
+
+def test_ste_panel_moves_curves_in_place():
+    from qlab.viz.qat import ste_panel
+    from tests.viz.panel_probe import move
+
+    rows = qat_results()["rows"]
+    panel = ste_panel(rows)
+    (png0, text0), (png1, text1) = move(panel, "bits", 4)
+    assert png1 != png0 and text1 != text0
+    s = ste_state(4, 0.5)
+    assert f"clipping at ±{s['clip']:.2f}" in text1 and f"W4A4)</b>: accuracy {pick(rows, 'lsq', 4)['accuracy']:.4f}" in text1
+    (png2, _), (png3, text3) = move(panel, "method", "ste")  # the cached run changes, not the curves
+    assert png3 == png2 and f"accuracy {pick(rows, 'ste', 4)['accuracy']:.4f}" in text3
+    (_, _), (png4, _) = move(panel, "bits", 2)
+    assert png4 == png0  # the same controls give the same picture

@@ -54,3 +54,18 @@ def test_error_histogram_linear_axis():
     plot_error_histogram(ax, X, qlab.roundtrip(X, "int4"), log=False)
     assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
     plt.close(fig)
+
+
+def test_formats_tour_panel_moves_histogram_in_place():
+    from qlab.viz.tour import formats_tour
+    from tests.viz.panel_probe import move
+
+    panel = formats_tour(X, bits=4)
+    (png0, text0), (png1, text1) = move(panel, "bits", 8)
+    first8 = tour_state(X, 8)
+    assert png1 != png0 and text1 != text0 and readout(first8) in text1
+    (_, _), (png2, text2) = move(panel, "format", "q8_0")
+    s = tour_state(X, 8, "q8_0")
+    assert readout(s) in text2 and (png2 != png1) == (s["format"] != first8["format"])
+    (_, _), (png3, text3) = move(panel, "bits", 4)
+    assert png3 == png0 and text3 == text0  # back to the first setting: the same picture and readout
