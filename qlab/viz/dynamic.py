@@ -78,11 +78,12 @@ def dynamic_rows(m: Loaded, sentences: Sequence[str], variants: Sequence[tuple[s
 
 def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
     """An ipywidgets panel: bits slider and tensor/token toggle over a real activation ``x``;
-    plots each token's step size and SQNR (a :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved
+    plots each token's step size and SQNR (a :class:`~qlab.viz.live.LiveFigure`: lines moved
     in place over the 7 backgrounds drawn at creation, each (bits, granularity) computed once)."""
     import ipywidgets as w
 
-    from .live_parts1 import BlitFigure, Memo, one_thread
+    from .live import LiveFigure
+    from .live_parts1 import Memo, one_thread
 
     nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
     gran = w.ToggleButtons(options=list(GRANULARITIES), value="tensor", description="scale per")
@@ -97,7 +98,7 @@ def token_panel(x: np.ndarray, bits: int = 8):  # pragma: no cover - widgets
         for b in range(nbits.min, nbits.max + 1):  # all 14 settings up front: ~0.5 s, then every move only draws
             for g in GRANULARITIES:
                 state(b, g)
-    live = BlitFigure(1, 2, figsize=(10, 3))
+    live = LiveFigure(1, 2, figsize=(10, 3))
     ax0, ax1 = live.axes
     s0 = state(nbits.value, "tensor")
     n = np.arange(len(s0["token_absmax"]))

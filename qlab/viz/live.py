@@ -11,8 +11,9 @@ trial draw) and the PNG encoder of the inline backend: 250-450 ms on a 2-core ma
 Blitting: artists marked ``animated`` (:meth:`LiveFigure.animate`) are left out of the figure's
 draw; the rest -- axes, ticks, labels, static data, most of the cost -- is drawn once into a saved
 background, and a move restores it and draws only the animated artists on top. The background is
-drawn again whenever an axes' limits or scales change, so a panel that rescales stays correct;
-a panel that changes a *static* artist must call :meth:`LiveFigure.invalidate`.
+kept per set of axes limits and positions (a panel that rescales among a few views draws each once),
+so a panel that rescales stays correct; a panel that changes a *static* artist must call
+:meth:`LiveFigure.invalidate`.
 
 Nothing here needs a running front-end: :meth:`LiveFigure.png` is a pure function of the figure,
 tested like the state functions. Widgets and PIL are imported lazily.
@@ -39,7 +40,9 @@ class LiveFigure:
     """
 
     def __init__(self, nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (10.0, 3.0),
-                 dpi: int = DPI, **subplot_kw: Any):  # fmt: skip
+                 dpi: int = DPI, backgrounds: int = 16, **subplot_kw: Any):  # fmt: skip
+        if not (isinstance(backgrounds, int) and backgrounds >= 1):
+            raise ValueError(f"backgrounds must be an integer >= 1, got {backgrounds!r}")
         if not (isinstance(nrows, int) and isinstance(ncols, int) and nrows >= 1 and ncols >= 1):
             raise ValueError(f"nrows and ncols must be integers >= 1, got nrows={nrows!r}, ncols={ncols!r}")
         if len(figsize) != 2 or not all(np.isfinite(v) and v > 0 for v in figsize):
@@ -51,22 +54,27 @@ class LiveFigure:
         FigureCanvasAgg(self.fig)
         self.axes = list(np.ravel(self.fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)))
         self._widget: Any = None
-        self._background: Any = None
-        self._view: Any = None
+        self.dynamic: list[Any] = []
+        self._backgrounds: dict[Any, Any] = {}
+        self.backgrounds = backgrounds
+        self.full_draws = 0  # how often the background was drawn (tests check that moves reuse it)
 
     def animate(self, *artists: Any) -> None:
         """Mark ``artists`` as the moving part: drawn on top of the saved background on every
-        :meth:`png`, never into the background itself."""
+        :meth:`png`, in the order given, never into the background itself. (Artists made with
+        ``animated=True`` -- e.g. a legend remade on each move -- are drawn too, after these, by z-order.)"""
         for a in artists:
             a.set_animated(True)
+            if a not in self.dynamic:
+                self.dynamic.append(a)
 
     def invalidate(self) -> None:
-        """Draw the background again at the next :meth:`png` (after changing a static artist)."""
-        self._background = None
+        """Forget the saved backgrounds (after changing a static artist): the next :meth:`png` draws in full."""
+        self._backgrounds.clear()
 
     def _view_key(self) -> tuple:
-        return tuple((ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), ax.get_visible())
-                     for ax in self.fig.axes)  # fmt: skip
+        return tuple((tuple(ax.viewLim.bounds), tuple(ax.get_position().bounds), ax.get_xscale(), ax.get_yscale(),
+                      ax.get_visible()) for ax in self.fig.axes)  # fmt: skip
 
     def settle(self) -> None:
         """Lay the axes out once (``tight_layout``) for the artists that exist now."""
@@ -74,22 +82,28 @@ class LiveFigure:
         self.invalidate()
 
     def draw(self) -> None:
-        """Render the figure into the canvas' buffer: background (saved, or drawn again when stale)
-        plus the animated artists in z-order."""
+        """Render the figure into the canvas' buffer: the saved background of the current view (one
+        per set of axes limits and positions met, ``backgrounds`` at most; drawn in full when new)
+        plus the animated artists."""
         canvas = self.fig.canvas
-        moving = [(ax, a) for ax in self.fig.axes for a in ax.get_children() if a.get_animated()]
+        extra = [a for ax in self.fig.axes for a in ax.get_children() if a.get_animated() and a not in self.dynamic]
+        moving = self.dynamic + sorted(extra, key=lambda a: a.get_zorder())
         if not moving:
             canvas.draw()
+            self.full_draws += 1
             return
         view = self._view_key()
-        if self._background is None or view != self._view:
-            canvas.draw()  # a plain draw skips animated artists
-            self._background, self._view = canvas.copy_from_bbox(self.fig.bbox), view
+        if view in self._backgrounds:
+            canvas.restore_region(self._backgrounds[view])
         else:
-            canvas.restore_region(self._background)
-        for ax, a in sorted(moving, key=lambda p: p[1].get_zorder()):
+            canvas.draw()  # a plain draw skips animated artists
+            if len(self._backgrounds) >= self.backgrounds:
+                self._backgrounds.pop(next(iter(self._backgrounds)))  # the oldest
+            self._backgrounds[view] = canvas.copy_from_bbox(self.fig.bbox)
+            self.full_draws += 1
+        for a in moving:
             if a.get_visible():
-                ax.draw_artist(a)
+                self.fig.draw_artist(a)
 
     def png(self) -> bytes:
         """The figure drawn now, as PNG bytes (RGBA, zlib level 3)."""

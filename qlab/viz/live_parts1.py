@@ -1,11 +1,7 @@
 """In-place parts for :class:`~qlab.viz.live.LiveFigure` panels beyond those of :mod:`qlab.viz.live`
-(issue 16): a figure that blits (:class:`BlitFigure`: axes, ticks and labels drawn once while the
-limits stay, only the moving artists drawn on each change), a bar chart whose bars, labels and
-annotations move instead of being redrawn, and a memo for the panels' state keyed by the control values.
-
-Blitting is matplotlib's own technique (``copy_from_bbox`` / ``restore_region`` / ``draw_artist``,
-see the "Faster rendering by using blitting" guide): a full Agg draw of a 3-axes figure costs
-60-100 ms on a loaded 2-core machine, mostly ticks and text; the moving lines cost a few ms.
+(issue 16): a bar chart whose bars, labels and annotations move instead of being redrawn, a memo for
+the panels' state keyed by the control values, axis limits that take few values (so a blitting
+``LiveFigure`` reuses its backgrounds) and a one-thread context for the panels' small torch work.
 """
 
 from __future__ import annotations
@@ -15,59 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-
-from .live import LiveFigure
-
-
-class BlitFigure(LiveFigure):
-    """A :class:`~qlab.viz.live.LiveFigure` whose :meth:`png` redraws only the artists passed to
-    :meth:`animate` over a saved background, one per set of view limits and axes positions met
-    so far (``backgrounds`` of them at most; a new set draws everything once and saves its background).
-
-    Everything a move changes must be animated (lines, patches, legends and titles whose text
-    changes); the rest is the background. The picture is the same either way: the background, then
-    the animated artists in the order given."""
-
-    def __init__(self, *args: Any, backgrounds: int = 16, **kwargs: Any):
-        if not (isinstance(backgrounds, int) and backgrounds >= 1):
-            raise ValueError(f"backgrounds must be an integer >= 1, got {backgrounds!r}")
-        super().__init__(*args, **kwargs)
-        self.dynamic: list[Any] = []
-        self._bgs: dict[Any, Any] = {}
-        self.backgrounds = backgrounds
-        self.full_draws = 0
-
-    def animate(self, *artists: Any) -> None:
-        for a in artists:
-            a.set_animated(True)
-            self.dynamic.append(a)
-
-    def _static_key(self) -> tuple[Any, ...]:
-        return tuple((tuple(ax.viewLim.bounds), tuple(ax.get_position().bounds)) for ax in self.axes)
-
-    def settle(self) -> None:
-        super().settle()
-        self._bgs.clear()
-
-    def png(self) -> bytes:
-        import io
-
-        from PIL import Image
-
-        canvas, key = self.fig.canvas, self._static_key()
-        if key not in self._bgs:
-            canvas.draw()  # Axes.draw skips animated artists
-            if len(self._bgs) >= self.backgrounds:
-                self._bgs.pop(next(iter(self._bgs)))
-            self._bgs[key] = canvas.copy_from_bbox(self.fig.bbox)
-            self.full_draws += 1
-        else:
-            canvas.restore_region(self._bgs[key])
-        for a in self.dynamic:
-            self.fig.draw_artist(a)
-        buf = io.BytesIO()
-        Image.fromarray(np.asarray(canvas.buffer_rgba())).save(buf, format="png", compress_level=1)
-        return buf.getvalue()
 
 
 @contextmanager
@@ -90,7 +33,7 @@ _NICE = np.array([1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0])
 
 def nice_ceil(v: float) -> float:
     """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= ``v`` (> 0):
-    an axis limit that takes few distinct values, so a :class:`BlitFigure` reuses its backgrounds."""
+    an axis limit that takes few distinct values, so a :class:`~qlab.viz.live.LiveFigure` reuses its backgrounds."""
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"v must be a positive finite number, got {v!r}")
     e = np.floor(np.log10(v))
@@ -146,4 +89,4 @@ class Memo:
         return self.store[key]
 
 
-__all__ = ["Bars", "BlitFigure", "Memo", "nice_ceil", "one_thread"]
+__all__ = ["Bars", "Memo", "nice_ceil", "one_thread"]

@@ -147,11 +147,12 @@ def plot_ranges(axes: Any, st: dict[str, Any]) -> None:  # pragma: no cover - dr
 
 def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover - interactive wiring
     """An ipywidgets panel: an alpha slider, the ranges before/after and the W8A8 error (a
-    :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved in place over backgrounds drawn at creation;
+    :class:`~qlab.viz.live.LiveFigure`: lines moved in place over backgrounds drawn at creation;
     a move sends the new ranges first, then the W8A8 error, each alpha's error computed once)."""
     import ipywidgets as widgets
 
-    from .live_parts1 import BlitFigure, Memo, nice_ceil, one_thread
+    from .live import LiveFigure
+    from .live_parts1 import Memo, nice_ceil, one_thread
 
     xt, wt = _as_linear(x, w)
     ref = xt.double() @ wt.double().T
@@ -161,7 +162,7 @@ def smoothquant_panel(x: Any, w: Any, alpha: float = 0.5):  # pragma: no cover -
     text = widgets.HTML()
     memo = Memo()
 
-    live = BlitFigure(1, 2, figsize=(10, 3), backgrounds=32)
+    live = LiveFigure(1, 2, figsize=(10, 3), backgrounds=32)
     st0 = ranges_from_maxima(amax, wmax, slider.value)
     smoothed, legends = [], []
     for ax, key, title in zip(live.axes, ("act_absmax", "w_absmax"), ("activation", "weight"), strict=True):

@@ -134,19 +134,20 @@ def observer_panel(m: Loaded, calibration: Any, x: np.ndarray, bits: int = 4):  
     """An ipywidgets panel: observer dropdown, percentile slider, bits; the histogram of ``x`` with the
     chosen range, the tensor's quantization error and the whole model's accuracy with that observer.
 
-    A :class:`~qlab.viz.live_parts1.BlitFigure` (the histogram of ``x`` drawn once, the range moved in place);
+    A :class:`~qlab.viz.live.LiveFigure` (the histogram of ``x`` drawn once, the range moved in place);
     a move sends the new range and the tensor's readout first, then quantizes and evaluates the model;
     each setting's state and accuracy are computed once."""
     import ipywidgets as w
 
-    from .live_parts1 import BlitFigure, Memo, one_thread
+    from .live import LiveFigure
+    from .live_parts1 import Memo, one_thread
 
     dropdown = w.Dropdown(options=observers.names(), value="percentile", description="observer")
     pct = w.FloatSlider(value=99.9, min=90.0, max=100.0, step=0.01, description="percentile", readout_format=".2f")
     nbits = w.IntSlider(value=bits, min=2, max=8, description="bits")
     text = w.HTML()
     memo = Memo()
-    live = BlitFigure(1, 1, figsize=(8, 3))
+    live = LiveFigure(1, 1, figsize=(8, 3))
     ax = live.axes[0]
     counts, edges = np.histogram(x, bins=80)  # observer_state's histogram: x never changes
     ax.stairs(counts, edges, fill=True, color="0.7")

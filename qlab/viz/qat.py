@@ -124,18 +124,18 @@ def pick(rows: Sequence[dict[str, Any]], method: str, bits: int, distill: bool =
 
 def ste_panel(rows: Sequence[dict[str, Any]] | None = None):  # pragma: no cover - widgets
     """An ipywidgets panel: bits and step sliders over :func:`ste_state`, and (with ``rows``) the cached
-    accuracy and training loss of the chosen method (a :class:`~qlab.viz.live_parts1.BlitFigure`: lines moved in place, the axes redrawn only when
+    accuracy and training loss of the chosen method (a :class:`~qlab.viz.live.LiveFigure`: lines moved in place, the axes redrawn only when
     the bits change the gradient's range)."""
     import ipywidgets as w
 
-    from .live_parts1 import BlitFigure
+    from .live import LiveFigure
 
     nbits = w.IntSlider(value=2, min=2, max=4, description="bits")
     step = w.FloatSlider(value=0.5, min=0.1, max=1.5, step=0.05, description="step s")
     method = w.Dropdown(options=["ste", "lsq"], value="lsq", description="method")
     distill = w.Checkbox(value=False, description="distillation")
     text = w.HTML()
-    live = BlitFigure(1, 3, figsize=(11, 3))
+    live = LiveFigure(1, 3, figsize=(11, 3))
     axes = live.axes
     s0 = ste_state(nbits.value, step.value)
     v = s0["v"]

@@ -1,15 +1,16 @@
-"""The in-place parts of qlab.viz.live_parts1: a blitted picture equals one drawn from scratch."""
+"""Blitting in qlab.viz.live.LiveFigure (a blitted picture equals one drawn from scratch) and the in-place parts of live_parts1."""
 
 import numpy as np
 import pytest
 
-from qlab.viz.live_parts1 import Bars, BlitFigure, Memo
+from qlab.viz.live import LiveFigure
+from qlab.viz.live_parts1 import Bars, Memo
 
 V = np.linspace(-3, 3, 301)
 
 
-def _fig(y: np.ndarray, ylim: tuple[float, float]) -> tuple[BlitFigure, object]:
-    live = BlitFigure(1, 2, figsize=(6, 2.5))
+def _fig(y: np.ndarray, ylim: tuple[float, float]) -> tuple[LiveFigure, object]:
+    live = LiveFigure(1, 2, figsize=(6, 2.5))
     (line,) = live.axes[0].plot(V, y)
     live.axes[1].plot(V, V**2)
     title = live.axes[0].set_title("start")
@@ -46,11 +47,11 @@ def test_new_limits_draw_the_background_again_once():
     live.axes[0].set_ylim(-1.5, 1.5)
     assert live.png() == a and live.full_draws == 2  # the first background was kept
     with pytest.raises(ValueError, match="backgrounds"):
-        BlitFigure(backgrounds=0)
+        LiveFigure(backgrounds=0)
 
 
 def test_bars_and_memo():
-    live = BlitFigure(1, 1)
+    live = LiveFigure(1, 1)
     bars = Bars(live.axes[0], 3)
     bars.update(["a", "b"], [1.0, 3.0], ["x", "y"])
     assert [b.get_visible() for b in bars.bars] == [True, True, False]
