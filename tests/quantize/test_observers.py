@@ -284,3 +284,27 @@ def test_channel_count_must_not_change():
     obs(torch.ones(2, 3))
     with pytest.raises(ValueError, match="4 channels, earlier batches had 3"):
         obs(torch.ones(2, 4))
+
+
+def test_range_is_searched_once_per_setting(monkeypatch):
+    """qparams() after range() reuses the search; a new batch, a changed setting or another format
+    searches again (the mse search costs up to a second; the lesson 07 panel calls both)."""
+    obs = qlab.quantize.observers.get("percentile")
+    obs.observe(torch.randn(4096, generator=torch.Generator().manual_seed(0)))
+    calls = []
+    real = type(obs)._range
+    monkeypatch.setattr(type(obs), "_range", lambda self, fmt: calls.append(str(fmt)) or real(self, fmt))
+    spec = activation_spec("int4", {})
+    lo, hi = obs.range(spec)
+    obs.qparams(spec)
+    assert len(calls) == 1
+    lo[...] = 0  # the caller's copy
+    assert obs.range(spec)[0] != 0 and len(calls) == 1
+    obs.range(activation_spec("int8", {}))
+    assert len(calls) == 2
+    before = obs.range(spec)
+    obs.percentile = 90.0
+    assert obs.range(spec)[1] < before[1] and len(calls) == 4
+    obs.observe(torch.full((10,), 100.0))
+    obs.range(spec)
+    assert len(calls) == 5

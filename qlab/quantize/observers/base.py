@@ -79,8 +79,15 @@ class Observer:
         if self.n_batches == 0:
             where = f" at {self.where}" if self.where else ""
             raise ValueError(f"{self.name} observer{where} has seen no data: calibrate with at least one non-empty batch")
-        lo, hi = self._range(None if fmt is None else _spec(fmt))
-        lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+        s = None if fmt is None else _spec(fmt)
+        # the searches of mse/entropy cost up to a second: qparams() after range() must not redo them
+        # (keyed by the batches seen, the scalar settings -- percentile, bins, ... -- and the format)
+        settings = tuple(sorted((k, v) for k, v in vars(self).items() if isinstance(v, (bool, int, float, str))))
+        key = (settings, None if s is None else (str(s), repr(sorted(s.options.items()))))
+        if getattr(self, "_range_memo", (None,))[0] != key:
+            lo, hi = self._range(s)
+            self._range_memo = (key, np.asarray(lo, np.float32), np.asarray(hi, np.float32))
+        lo, hi = self._range_memo[1].copy(), self._range_memo[2].copy()
         return (lo.reshape(()), hi.reshape(())) if self.granularity == "tensor" else (lo, hi)
 
     def _range(self, fmt: Spec | None) -> tuple[np.ndarray, np.ndarray]:
