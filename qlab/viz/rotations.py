@@ -85,8 +85,8 @@ def rotation_summary(x: Any, bits: int, rotate: bool) -> dict[str, Any]:
 def rotation_panel(acts: dict[str, Any]):  # pragma: no cover - interactive wiring
     """Pick a layer's input activations and bits; see |x| before/after the Hadamard and the SQNR.
 
-    Every (layer, bits, rotation) is summarised once when the panel is made (:func:`rotation_summary`,
-    ~50 ms each) and a move only swaps the two curves and titles of a :class:`~qlab.viz.live.LiveFigure`."""
+    Every (layer, bits, rotation) is summarised once when the panel is made (:func:`rotation_summary`;
+    one Hadamard product per layer) and a move only swaps the two curves and titles of a :class:`~qlab.viz.live.LiveFigure`."""
     import ipywidgets as W
 
     from .live import LiveFigure
@@ -94,7 +94,11 @@ def rotation_panel(acts: dict[str, Any]):  # pragma: no cover - interactive wiri
     layer = W.Dropdown(options=list(acts), description="layer")
     bits = W.Dropdown(options=[8, 6, 4, 3], value=4, description="bits")
     text = W.HTML()
-    states = {(n, b, rot): rotation_summary(a, b, rot) for n, a in acts.items() for b in bits.options for rot in (False, True)}
+    states = {}
+    for n, a in acts.items():  # rotate each layer once: rotation_state(a, b, True) quantizes these values
+        rotated = rotation_state(a, bits.options[0], True)["values"]
+        for b in bits.options:
+            states[(n, b, False)], states[(n, b, True)] = rotation_summary(a, b, False), rotation_summary(rotated, b, False)
     live = LiveFigure(1, 2, figsize=(10, 3), sharey=True)
     lines, titles = [], []
     for ax in live.axes:

@@ -107,3 +107,15 @@ def test_rotation_panel_redraws_in_place():
     one(panel, "Dropdown", "layer").value = "one"
     bits.value = 4
     assert text.value == text0 and img.value == png0
+
+
+def test_rotating_once_gives_every_bits_the_same_figures():
+    """The panel rotates each layer once and quantizes the rotated values per bits: exactly rotation_state's figures."""
+    from qlab.viz.rotations import rotation_summary
+
+    x = acts()
+    rotated = rotation_state(x, 8, True)["values"]
+    for b in (8, 6, 4, 3):
+        once, direct = rotation_summary(rotated, b, False), rotation_summary(x, b, True)
+        assert np.array_equal(once["curve"], direct["curve"])
+        assert (once["max_over_rms"], once["sqnr_db"]) == (direct["max_over_rms"], direct["sqnr_db"])
