@@ -60,7 +60,8 @@ def lowbits_panel(weights: Mapping[str, Any], layer: str | None = None):  # prag
 
     A :class:`~qlab.viz.live.LiveFigure` with one in-place :class:`~qlab.viz.live.Histogram`;
     :func:`lowbits_state` runs once per (layer, bits, grid) and its readout and error histogram
-    are remembered (not the decoded tensor)."""
+    are remembered (not the decoded tensor); the settings one move from the start (every layer on
+    the first grid, every grid of the first layer) are computed when the panel is made."""
     import ipywidgets as w
 
     from .live import Histogram, LiveFigure, hist_counts
@@ -78,14 +79,23 @@ def lowbits_panel(weights: Mapping[str, Any], layer: str | None = None):  # prag
     ax.set_ylabel("count")
     title = ax.set_title(" ")
 
-    def redraw(*_):
-        key = (pick.value, bits.value, grid.value)
+    def remember(key: tuple[str, str, str | None]) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
         if key not in seen:
             s = lowbits_state(weights, *key)
-            err = s.pop("decoded").astype(np.float64) - np.asarray(weights[pick.value], np.float64)
+            err = s.pop("decoded").astype(np.float64) - np.asarray(weights[key[0]], np.float64)
             lim = float(np.abs(err).max()) or 1.0
             seen[key] = seen[(key[0], key[1], s["grid"])] = (s, hist_counts(err, hist.bins, -lim, lim))
-        s, (counts, edges) = seen[key]
+        return seen[key]
+
+    # the moves one step from the start: every layer on the first grid, every grid of the first layer
+    for name in names:
+        remember((name, bits.value, grid.value))
+    for b, options in BY_BITS.items():
+        for g in options:
+            remember((pick.value, b, g))
+
+    def redraw(*_):
+        s, (counts, edges) = remember((pick.value, bits.value, grid.value))
         if list(grid.options) != s["options"]:
             grid.unobserve(redraw, "value")
             grid.options = s["options"]
