@@ -95,7 +95,8 @@ def lowbits_panel(weights: Mapping[str, Any], layer: str | None = None):  # prag
             remember((pick.value, b, g))
 
     def redraw(*_):
-        s, (counts, edges) = remember((pick.value, bits.value, grid.value))
+        options = BY_BITS[bits.value]  # a bits move leaves the previous width's grid in the picker
+        s, (counts, edges) = remember((pick.value, bits.value, grid.value if grid.value in options else options[0]))
         if list(grid.options) != s["options"]:
             grid.unobserve(redraw, "value")
             grid.options = s["options"]
