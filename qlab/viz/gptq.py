@@ -87,7 +87,8 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
 
     A :class:`~qlab.viz.live.LiveFigure`: the three bars are made once and resized on each move;
     :func:`layer_errors` runs once per (bits, group) and is remembered (AWQ's search and GPTQ take
-    ~0.2 s a setting; going back to a setting seen is instant)."""
+    ~0.2 s a setting): the settings one move from the start (every bits at the first group, every
+    group at the first bits) are computed when the panel is made, the others on first visit."""
     import ipywidgets as W
 
     from .live import LiveFigure
@@ -103,11 +104,19 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
     ax.set_xlabel("relative output error ||X(W-Q)^T|| / ||XW^T||")
     title = ax.set_title(" ")
 
+    def remember(b: int, g: int | None) -> dict[str, Any]:
+        if (b, g) not in seen:
+            seen[(b, g)] = layer_errors(x, w, b, g, x_eval=x_eval)
+        return seen[(b, g)]
+
+    # the settings one move from the start: every bits at group 32, every group at 4 bits (~2 s)
+    for b in range(bits.min, bits.max + 1):
+        remember(b, group.value)
+    for _, g in group.options:
+        remember(bits.value, g)
+
     def draw(*_: Any) -> None:
-        key = (bits.value, group.value)
-        if key not in seen:
-            seen[key] = layer_errors(x, w, bits.value, group.value, x_eval=x_eval)
-        st = seen[key]
+        st = remember(bits.value, group.value)
         vals = [st[n] for n in names]
         for bar, v in zip(bars, vals, strict=True):
             bar.set_width(v)
