@@ -66,13 +66,20 @@ def deploy_state(rows: Sequence[dict[str, Any]], metric: str, max_mb: float, min
             "best": best, "n_rows": len(rows)}
 
 
+#: bar colours per backend, as :func:`qlab.backends.compare.plot_backends` draws them
+COLORS = {"torch": "0.55", "torch_native": "C0", "onnxruntime": "C1", "bitsandbytes": "C2", "openvino": "C4"}
+
+
 def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
     """An ipywidgets panel over a cached table: a disk-size budget and an accuracy floor pick the rows
-    that qualify (and plot them with :func:`qlab.backends.compare.plot_backends`)."""
+    that qualify. The bar charts of :func:`qlab.backends.compare.plot_backends` (disk MB, the first
+    metric, latency ratio) are drawn once for every row on a :class:`~qlab.viz.live.LiveFigure`; a move
+    fades the rows that do not qualify and moves the two limits (dashed red lines), redrawing only
+    those artists over the cached axes and labels (:class:`~qlab.viz.live_parts2.Blit`)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
 
-    from ..backends.compare import plot_backends
+    from .live import LiveFigure
+    from .live_parts2 import Blit
 
     rows, metric = table["rows"], table["metrics"][0]
     sizes = [r["disk_bytes"] / 1e6 for r in rows]
@@ -81,7 +88,25 @@ def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
     floor = w.FloatSlider(value=min(vals), min=min(vals), max=max(vals), step=0.001, readout_format=".3f",
                           description=f"min {metric}")
     text = w.HTML()
-    out = w.Output()
+    keys = ["disk_bytes", metric, "latency_ratio"]
+    live = LiveFigure(1, 3, figsize=(4.2 * 3, 0.38 * len(rows) + 1.4), sharey=True)
+    bars, over, labels = [], [], [f"{r['backend']}: {r['scheme']}" for r in rows]
+    for ax, key in zip(live.axes, keys, strict=True):
+        v = [float(r[key]) / (1e6 if key.endswith("bytes") else 1) for r in rows]
+        bars.append(ax.barh(range(len(rows)), v, color=[COLORS.get(r["backend"], "C3") for r in rows]))
+        if key == "latency_ratio":
+            over.append(ax.axvline(1.0, color="k", lw=0.8, ls="--"))
+            ax.set_xscale("log" if max(v) > 10 * min(v) > 0 else "linear")
+        elif not key.endswith("bytes"):
+            lo, hi = min(v), max(v)
+            ax.set_xlim(max(0.0, lo - 0.25 * (hi - lo) - 0.005), hi + 0.05 * (hi - lo) + 0.001)
+        ax.set_xlabel({"disk_bytes": "MB on disk"}.get(key, key))
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    live.axes[0].set_yticks(range(len(rows)), labels)
+    limits = [ax.axvline(0.0, color="C3", lw=1.2, ls="--") for ax in live.axes[:2]]
+    live.fig.suptitle("rows within both limits (faded: outside them; red dashes: the limits)")
+    blit = Blit(live, [p for bc in bars for p in bc.patches] + over + limits)  # bars move; lines stay on top
 
     def redraw(*_):
         s = deploy_state(rows, metric, mb.value, floor.value)
@@ -91,16 +116,20 @@ def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
             text.value = (f"{len(s['candidates'])} of {s['n_rows']} rows qualify; smallest: "
                           f"<b>{s['smallest']['backend']}: {s['smallest']['scheme']}</b>; most accurate: "
                           f"<b>{s['best']['backend']}: {s['best']['scheme']}</b>")
-        with out:
-            out.clear_output(wait=True)
-            if s["candidates"]:
-                plot_backends(s["candidates"], metrics=["disk_bytes", metric, "latency_ratio"])
-                plt.show()
+        ok = {id(r) for r in s["candidates"]}
+        for i, r in enumerate(rows):
+            alpha = 1.0 if id(r) in ok else 0.15
+            for bc in bars:
+                bc.patches[i].set_alpha(alpha)
+        limits[0].set_xdata([mb.value, mb.value])
+        limits[1].set_xdata([floor.value, floor.value])
+        blit.refresh()
 
     mb.observe(redraw, "value")
     floor.observe(redraw, "value")
+    live.settle()
     redraw()
-    return w.VBox([w.HBox([mb, floor]), text, out])
+    return w.VBox([w.HBox([mb, floor]), text, live.widget])
 
 
 __all__ = ["matmul_nbits_bytes", "backend_tables", "format_rows", "deploy_state", "deploy_panel"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..analysis.generation import DEFAULT_RECIPES, Continuation, SamePrompt, display_units, same_prompt
@@ -81,21 +82,34 @@ def tokens_per_character(tokenizer: Any, texts: Mapping[str, str]) -> list[dict[
     return out
 
 
+def shown_rows(result: SamePrompt, chosen: Sequence[str], recipes: Sequence[str]) -> SamePrompt:
+    """``result`` with only the rows to show: the float reference, the ``chosen`` formats, and any
+    row whose label is not one of ``recipes`` (nothing the format picker could select)."""
+    keep = [r for r in result.rows if r.label == "f32" or r.label in chosen or r.label not in recipes]
+    return replace(result, rows=keep)
+
+
 def generation_panel(cached: Mapping[str, SamePrompt], model_loader: Any = None,
                      recipes: Sequence[str] = DEFAULT_RECIPES) -> Any:  # fmt: skip
     """A widget: pick a cached prompt (instant), or type a new one and press *generate* (live:
-    quantizes the model with each chosen recipe; ``model_loader()`` returns the model, called once)."""
+    quantizes the model with each chosen recipe; ``model_loader()`` returns the model, called once).
+    The format picker also filters the rows shown (instant: the HTML of rows already computed)."""
     import ipywidgets as W
 
     pick = W.Dropdown(options=list(cached), description="prompt")
     text = W.Text(placeholder="or type a new prompt", layout=W.Layout(width="60%"))
     chosen = W.SelectMultiple(options=list(recipes), value=tuple(recipes), description="formats", rows=len(recipes))
     go = W.Button(description="generate", disabled=model_loader is None)
-    out = W.HTML(continuation_html(cached[pick.value]) if cached else "")
-    state: dict[str, Any] = {}
+    out = W.HTML()
+    state: dict[str, Any] = {"shown": cached[pick.value] if cached else None}
+
+    def show(_: Any = None) -> None:
+        if state["shown"] is not None:
+            out.value = continuation_html(shown_rows(state["shown"], chosen.value, recipes))
 
     def show_cached(_: Any = None) -> None:
-        out.value = continuation_html(cached[pick.value])
+        state["shown"] = cached[pick.value]
+        show()
 
     def generate(_: Any = None) -> None:
         if not text.value.strip():
@@ -105,15 +119,18 @@ def generation_panel(cached: Mapping[str, SamePrompt], model_loader: Any = None,
         try:
             if "m" not in state:
                 state["m"] = model_loader()
-            out.value = continuation_html(same_prompt(state["m"], text.value, list(chosen.value), progress=False))
+            state["shown"] = same_prompt(state["m"], text.value, list(chosen.value), progress=False)
+            show()
         except (ValueError, TypeError) as e:
             out.value = f"<b>error:</b> {html.escape(str(e))}"
         finally:
             go.disabled, go.description = False, "generate"
 
     pick.observe(show_cached, names="value")
+    chosen.observe(show, names="value")
     go.on_click(generate)
+    show()
     return W.VBox([W.HBox([pick, chosen]), W.HBox([text, go]), out])
 
 
-__all__ = ["continuation_html", "continuation_table", "generation_panel", "row_html", "tokens_per_character"]
+__all__ = ["continuation_html", "continuation_table", "generation_panel", "row_html", "shown_rows", "tokens_per_character"]

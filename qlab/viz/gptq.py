@@ -81,32 +81,56 @@ def layer_errors(
     }
 
 
-def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = None) -> Any:
+def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = None) -> Any:  # pragma: no cover - interactive wiring
     """ipywidgets: bits and group size -> bar chart of the three methods' relative output error
-    (calibrated on ``x``, measured on ``x_eval``; see :func:`layer_errors`)."""
+    (calibrated on ``x``, measured on ``x_eval``; see :func:`layer_errors`).
+
+    A :class:`~qlab.viz.live.LiveFigure`: the three bars are made once and resized on each move;
+    :func:`layer_errors` runs once per (bits, group) and is remembered (AWQ's search and GPTQ take
+    ~0.2 s a setting): the settings one move from the start (every bits at the first group, every
+    group at the first bits) are computed when the panel is made, the others on first visit."""
     import ipywidgets as W
-    import matplotlib.pyplot as plt
+
+    from .live import LiveFigure
 
     bits = W.IntSlider(value=4, min=2, max=8, description="bits")
     group = W.Dropdown(options=[("32", 32), ("64", 64), ("per channel", None)], value=32, description="group")
-    out = W.Output()
+    text = W.HTML()
+    seen: dict[tuple[int, int | None], dict[str, Any]] = {}
+    names = ["rtn", "awq", "gptq"]
+    live = LiveFigure(1, 1, figsize=(6, 2.5))
+    ax = live.axes[0]
+    bars = ax.barh(names, [0.0] * 3, color=["tab:gray", "tab:orange", "tab:blue"])
+    ax.set_xlabel("relative output error ||X(W-Q)^T|| / ||XW^T||")
+    title = ax.set_title(" ")
+
+    def remember(b: int, g: int | None) -> dict[str, Any]:
+        if (b, g) not in seen:
+            seen[(b, g)] = layer_errors(x, w, b, g, x_eval=x_eval)
+        return seen[(b, g)]
+
+    # the settings one move from the start: every bits at group 32, every group at 4 bits (~2 s)
+    for b in range(bits.min, bits.max + 1):
+        remember(b, group.value)
+    for _, g in group.options:
+        remember(bits.value, g)
 
     def draw(*_: Any) -> None:
-        st = layer_errors(x, w, bits.value, group.value, x_eval=x_eval)
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6, 2.5))
-            names = ["rtn", "awq", "gptq"]
-            ax.barh(names, [st[n] for n in names], color=["tab:gray", "tab:orange", "tab:blue"])
-            ax.set_xlabel("relative output error ||X(W-Q)^T|| / ||XW^T||")
-            ax.set_title(f"int{bits.value}, {st['bits_per_weight']:.2f} bits/weight, AWQ alpha={st['alpha']:.2f}")
-            plt.tight_layout()
-            plt.show()
+        st = remember(bits.value, group.value)
+        vals = [st[n] for n in names]
+        for bar, v in zip(bars, vals, strict=True):
+            bar.set_width(v)
+        ax.set_xlim(0, 1.05 * max(max(vals), 1e-12))
+        title.set_text(f"int{bits.value}, {st['bits_per_weight']:.2f} bits/weight, AWQ alpha={st['alpha']:.2f}")
+        text.value = "<b>relative output error: " + ", ".join(f"{n} {v:.4f}" for n, v in zip(names, vals, strict=True)) + "</b>"
+        live.refresh()
 
     bits.observe(draw, "value")
     group.observe(draw, "value")
     draw()
-    return W.VBox([W.HBox([bits, group]), out])
+    live.settle()
+    live.refresh()
+    return W.VBox([W.HBox([bits, group]), text, live.widget])
 
 
 COLUMNS = ("method", "bits", "group_size", "bits_per_weight", "perplexity", "kl", "top1", "seconds")

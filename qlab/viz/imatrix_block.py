@@ -44,8 +44,11 @@ def plot_block(ax: Any, b: BlockChoice) -> Any:
 
 def block_panel(weights: Mapping[str, np.ndarray], importance: Mapping[str, np.ndarray], layer: str | None = None,
                 row: int = 0, block: int = 0) -> Any:  # pragma: no cover - interactive wiring  # fmt: skip
+    """Layer, type, row and block controls over :func:`plot_block`, drawn once on a
+    :class:`~qlab.viz.live.LiveFigure` and updated in place (bar heights, markers, legend labels)."""
     import ipywidgets as W
-    import matplotlib.pyplot as plt
+
+    from .live import LiveFigure
 
     names = [n for n in weights if n in importance]
     first = layer if layer in names else names[0]
@@ -55,22 +58,37 @@ def block_panel(weights: Mapping[str, np.ndarray], importance: Mapping[str, np.n
     r = W.IntSlider(value=row, min=0, max=rows - 1, description="row")
     blk = W.IntSlider(value=block, min=0, max=cols // QK - 1, description="block")
     text = W.HTML()
-    out = W.Output()
+    live = LiveFigure(1, 1, figsize=(9, 3))
+    ax = live.axes[0]
+    plot_block(ax, block_state(weights, importance, first, row, block)["choice"])
+    bars = ax.patches[:QK]
+    dots, plain, imat = ax.lines[:3]
+    texts = {t.get_text().split(" (d ")[0]: t for t in ax.get_legend().get_texts()}  # legend order is matplotlib's
 
     def redraw(*_: Any) -> None:
         s = block_state(weights, importance, lay.value, r.value, blk.value, fmt.value)
+        b = s["choice"]
         text.value = f"<b>{s['text']}</b>"
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(9, 3))
-            plot_block(ax, s["choice"])
-            fig.tight_layout()
-            plt.show()
+        imp = b.importance / b.importance.max() if b.importance.max() > 0 else b.importance
+        lim = float(np.abs(b.x).max()) or 1.0
+        for bar, h in zip(bars, imp * lim, strict=True):
+            bar.set_y(-lim)
+            bar.set_height(h)
+        dots.set_ydata(b.x)
+        plain.set_ydata(b.y_plain)
+        imat.set_ydata(b.y_imatrix)
+        plain.set_label(f"no imatrix (d {b.scale_plain:+.4f})")
+        imat.set_label(f"imatrix (d {b.scale_imatrix:+.4f})")
+        texts["no imatrix"].set_text(plain.get_label())
+        texts["imatrix"].set_text(imat.get_label())
+        ax.set_ylim(-1.1 * lim, 1.1 * lim)
+        live.refresh()
 
     for c in (lay, fmt, r, blk):
         c.observe(redraw, "value")
+    live.settle()
     redraw()
-    return W.VBox([W.HBox([lay, fmt]), W.HBox([r, blk]), text, out])
+    return W.VBox([W.HBox([lay, fmt]), W.HBox([r, blk]), text, live.widget])
 
 
 __all__ = ["block_panel", "block_state", "plot_block"]

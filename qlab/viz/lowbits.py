@@ -12,7 +12,6 @@ import numpy as np
 
 from ..analysis.error import error_stats
 from ..analysis.lowbits import GRIDS, grid_roundtrip
-from .plots import plot_error_histogram
 
 #: grids offered per nominal width ("1.58" = ternary)
 BY_BITS: dict[str, list[str]] = {
@@ -57,35 +56,65 @@ def readout(s: dict[str, Any]) -> str:
 
 
 def lowbits_panel(weights: Mapping[str, Any], layer: str | None = None):  # pragma: no cover - interactive wiring
-    """An ipywidgets panel: layer picker, bits and grid dropdowns, error histogram and readout."""
+    """An ipywidgets panel: layer picker, bits and grid dropdowns, error histogram and readout.
+
+    A :class:`~qlab.viz.live.LiveFigure` with one in-place :class:`~qlab.viz.live.Histogram`;
+    :func:`lowbits_state` runs once per (layer, bits, grid) and its readout and error histogram
+    are remembered (not the decoded tensor); the settings one move from the start (every layer on
+    the first grid, every grid of the first layer) are computed when the panel is made."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
+
+    from .live import Histogram, LiveFigure, hist_counts
 
     names = list(weights)
     pick = w.Dropdown(options=names, value=layer or names[0], description="layer")
     bits = w.Dropdown(options=list(BY_BITS), value="2", description="bits")
     grid = w.Dropdown(options=BY_BITS["2"], description="grid")
     text = w.HTML()
-    out = w.Output()
+    seen: dict[tuple[str, str, str | None], tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]] = {}
+    live = LiveFigure(1, 1, figsize=(8, 3))
+    ax = live.axes[0]
+    hist = Histogram(ax, bins=101)
+    ax.set_xlabel("quantization error  (x̂ − x)")
+    ax.set_ylabel("count")
+    title = ax.set_title(" ")
+
+    def remember(key: tuple[str, str, str | None]) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+        if key not in seen:
+            s = lowbits_state(weights, *key)
+            err = s.pop("decoded").astype(np.float64) - np.asarray(weights[key[0]], np.float64)
+            lim = float(np.abs(err).max()) or 1.0
+            seen[key] = seen[(key[0], key[1], s["grid"])] = (s, hist_counts(err, hist.bins, -lim, lim))
+        return seen[key]
+
+    # the moves one step from the start: every layer on the first grid, every grid of the first layer
+    for name in names:
+        remember((name, bits.value, grid.value))
+    for b, options in BY_BITS.items():
+        for g in options:
+            remember((pick.value, b, g))
 
     def redraw(*_):
-        s = lowbits_state(weights, pick.value, bits.value, grid.value)
+        options = BY_BITS[bits.value]  # a bits move leaves the previous width's grid in the picker
+        s, (counts, edges) = remember((pick.value, bits.value, grid.value if grid.value in options else options[0]))
         if list(grid.options) != s["options"]:
             grid.unobserve(redraw, "value")
             grid.options = s["options"]
             grid.value = s["grid"]
             grid.observe(redraw, "value")
         text.value = f"<b>{readout(s)}</b>"
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(8, 3))
-            plot_error_histogram(ax, np.asarray(weights[pick.value]), s["decoded"], label=s["grid"])
-            plt.show()
+        hist.patch.set_data(np.maximum(counts, 0.5), edges)  # Histogram.update, from the remembered counts
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(0.8, 2.0 * max(float(counts.max()), 1.0))
+        title.set_text(s["grid"])
+        live.refresh()
 
     for c in (pick, bits, grid):
         c.observe(redraw, "value")
     redraw()
-    return w.VBox([w.HBox([pick, bits, grid]), text, out])
+    live.settle()
+    live.refresh()
+    return w.VBox([w.HBox([pick, bits, grid]), text, live.widget])
 
 
 __all__ = ["lowbits_state", "lowbits_panel", "readout", "BY_BITS"]

@@ -1,4 +1,5 @@
-"""Drive an ipywidgets panel without a kernel: find its controls, readouts and picture, move a control."""
+"""Drive an ipywidgets panel without a kernel (the panel tests): find its controls, readouts and picture by
+description or by widget class, move a control."""
 
 from __future__ import annotations
 
@@ -44,3 +45,18 @@ def move(panel: Any, description: str, value: Any) -> tuple[tuple[bytes | None, 
     assert c.value != value, f"{description} is already {value!r}: the move would not fire"
     c.value = value
     return before, (png(panel) if has_img else None, text(panel))
+
+
+def widgets(panel: Any, kind: str) -> list[Any]:
+    """Every widget of class name ``kind`` (e.g. ``"Image"``, ``"IntSlider"``) under ``panel``, depth first."""
+    found = [panel] if type(panel).__name__ == kind else []
+    for child in getattr(panel, "children", ()):
+        found += widgets(child, kind)
+    return found
+
+
+def one(panel: Any, kind: str, description: str | None = None) -> Any:
+    """The single widget of class ``kind`` (and ``description``, if given) under ``panel``."""
+    hits = [w for w in widgets(panel, kind) if description is None or w.description == description]
+    assert len(hits) == 1, f"{len(hits)} {kind} widgets named {description!r} in the panel"
+    return hits[0]

@@ -67,3 +67,21 @@ def test_backend_cache_row_recomputes():
     live = torch_native.quantize_static(m, batches(m, 128, 32, "calibration"))
     assert live.evaluate()["accuracy"] == pytest.approx(cached["accuracy"], abs=1e-9)
     assert live.disk_bytes == cached["disk_bytes"]
+
+
+def test_panel_fades_rows_over_the_budget():
+    """Lowering the disk budget below the float row fades its bars, changes the picture and the readout."""
+    from qlab.viz.deploy import deploy_panel
+
+    from .panel_probe import one
+
+    table = {"metrics": ["cos"], "rows": [r | {"latency_ms": 1.0, "latency_ratio": x} for r, x in zip(ROWS, (1.0, 0.5, 2.0), strict=True)]}
+    panel = deploy_panel(table)
+    img, text, mb = one(panel, "Image"), one(panel, "HTML"), one(panel, "FloatSlider", "max MB")
+    png0, text0 = img.value, text.value
+    assert text0.startswith("3 of 3 rows qualify") and "most accurate: <b>torch: fp32</b>" in text0
+    mb.value = 50.0
+    assert text.value.startswith("2 of 3 rows qualify") and "most accurate: <b>onnxruntime: int8</b>" in text.value
+    assert img.value != png0
+    mb.value = 90.0
+    assert text.value == text0 and img.value == png0  # blitting leaves no trace of the faded bars

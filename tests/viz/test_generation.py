@@ -49,3 +49,20 @@ def test_panel_switches_between_cached_prompts():
     assert "대한민국" in out.value and "France" not in out.value
     go = panel.children[1].children[1]
     assert go.disabled  # no model loader: live generation off
+
+
+def test_format_picker_filters_the_rows_shown():
+    """Deselecting a format drops its row at once (the float row stays); reselecting restores it."""
+    from qlab.viz.generation import shown_rows
+
+    a = _result()
+    panel = generation_panel({a.prompt: a})
+    chosen, out = panel.children[0].children[1], panel.children[2]
+    assert out.value == continuation_html(a) and "<b>q4_0</b>" in out.value
+    chosen.value = tuple(r for r in chosen.options if r != "q4_0")
+    assert "<b>q4_0</b>" not in out.value and "<b>f32</b>" in out.value
+    assert out.value == continuation_html(shown_rows(a, chosen.value, chosen.options))
+    chosen.value = tuple(chosen.options)
+    assert out.value == continuation_html(a)
+    other = SamePrompt(a.prompt, 5, 3, [a.rows[0], Continuation("hqq", 4.2, [1], [" x"], 0, [0.5])])
+    assert [r.label for r in shown_rows(other, (), ("q4_0",)).rows] == ["f32", "hqq"]  # not pickable: kept

@@ -85,3 +85,21 @@ def test_partial_cache(monkeypatch, tmp_path):
     assert vs[("gptq", 4, 32)]["beats_ppl"] and vs[("gptq", 4, 32)]["beats_kl"]
     assert not vs[("awq", 4, 32)]["beats_ppl"] and vs[("awq", 4, 32)]["beats_kl"]  # 21.5 > 21.0, 0.07 < 0.08
     assert vs[("awq", 3, None)]["missing"] == ["awq"] and vs[("gptq", 3, 32)]["missing"] == ["rtn", "gptq"]
+
+
+def test_layer_panel_redraws_in_place(layer):
+    """Moving the bits slider redraws the picture and the readout, with layer_errors' numbers."""
+    from .panel_probe import one
+
+    torch.set_num_threads(1)
+    x, w = layer
+    panel = V.layer_panel(x[:512], w, x_eval=x[512:])
+    img, text, bits = one(panel, "Image"), one(panel, "HTML"), one(panel, "IntSlider", "bits")
+    png0, text0 = img.value, text.value
+    assert png0[:8] == b"\x89PNG\r\n\x1a\n"
+    bits.value = 3
+    st = V.layer_errors(x[:512], w, 3, 32, x_eval=x[512:])
+    assert img.value != png0 and text.value != text0
+    assert f"gptq {st['gptq']:.4f}" in text.value and f"rtn {st['rtn']:.4f}" in text.value
+    bits.value = 4  # a setting already seen: the remembered state, the first picture again
+    assert text.value == text0 and img.value == png0

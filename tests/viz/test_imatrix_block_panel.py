@@ -50,3 +50,25 @@ def test_plot_block(data):
     assert len(ax.patches) == 32 and len(ax.get_lines()) == 3
     assert np.array_equal(ax.get_lines()[2].get_ydata(), s["choice"].y_imatrix)
     plt.close(fig)
+
+
+def test_panel_moves_in_place(data):
+    """Moving the block slider shows block_state's readout for the new block and a new picture;
+    moving back gives the first picture again, byte for byte (nothing left over from the move)."""
+    from qlab.viz.imatrix_block import block_panel
+
+    from .panel_probe import one
+
+    w, imp = data
+    panel = block_panel(w, imp, row=3, block=5)
+    img, text, blk = one(panel, "Image"), one(panel, "HTML"), one(panel, "IntSlider", "block")
+    png0, text0 = img.value, text.value
+    assert text0 == f"<b>{block_state(w, imp, 'blk.0.ffn_down.weight', 3, 5)['text']}</b>"
+    blk.value = 6
+    assert text.value == f"<b>{block_state(w, imp, 'blk.0.ffn_down.weight', 3, 6)['text']}</b>"
+    assert img.value != png0
+    one(panel, "Dropdown", "type").value = "iq4_nl"
+    assert ", iq4_nl:" in text.value
+    one(panel, "Dropdown", "type").value = "q4_0"
+    blk.value = 5
+    assert text.value == text0 and img.value == png0

@@ -68,3 +68,22 @@ def test_low_bits_cache_schema():
             assert r["total_bytes"] <= r["budget_bytes"]
     with pytest.raises(ValueError, match="no float reference"):
         low_bits_table({"rows": [r for r in p["rows"] if r["kind"] != "reference"]})
+
+
+def test_panel_redraws_in_place_and_follows_bits():
+    """Moving bits redraws the histogram, switches the grid list and shows lowbits_state's readout."""
+    from qlab.viz.lowbits import lowbits_panel
+
+    from .panel_probe import one
+
+    panel = lowbits_panel(WEIGHTS, "down")
+    img, text = one(panel, "Image"), one(panel, "HTML")
+    bits, grid = one(panel, "Dropdown", "bits"), one(panel, "Dropdown", "grid")
+    png0, text0 = img.value, text.value
+    assert text0 == f"<b>{readout(lowbits_state(WEIGHTS, 'down', '2'))}</b>"
+    bits.value = "8"
+    assert list(grid.options) == BY_BITS["8"] and grid.value == "q8_0"
+    assert text.value == f"<b>{readout(lowbits_state(WEIGHTS, 'down', '8'))}</b>" != text0
+    assert img.value != png0
+    bits.value = "2"  # remembered: the first picture again
+    assert text.value == text0 and img.value == png0
