@@ -75,11 +75,10 @@ def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
     that qualify. The bar charts of :func:`qlab.backends.compare.plot_backends` (disk MB, the first
     metric, latency ratio) are drawn once for every row on a :class:`~qlab.viz.live.LiveFigure`; a move
     fades the rows that do not qualify and moves the two limits (dashed red lines), redrawing only
-    those artists over the cached axes and labels (:class:`~qlab.viz.live_parts2.Blit`)."""
+    those artists over the cached axes and labels (:meth:`~qlab.viz.live.LiveFigure.animate`)."""
     import ipywidgets as w
 
     from .live import LiveFigure
-    from .live_parts2 import Blit
 
     rows, metric = table["rows"], table["metrics"][0]
     sizes = [r["disk_bytes"] / 1e6 for r in rows]
@@ -106,7 +105,7 @@ def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
     live.axes[0].set_yticks(range(len(rows)), labels)
     limits = [ax.axvline(0.0, color="C3", lw=1.2, ls="--") for ax in live.axes[:2]]
     live.fig.suptitle("rows within both limits (faded: outside them; red dashes: the limits)")
-    blit = Blit(live, [p for bc in bars for p in bc.patches] + over + limits)  # bars move; lines stay on top
+    live.animate(*[p for bc in bars for p in bc.patches], *over, *limits)  # bars move; lines stay on top
 
     def redraw(*_):
         s = deploy_state(rows, metric, mb.value, floor.value)
@@ -123,7 +122,7 @@ def deploy_panel(table: dict[str, Any]):  # pragma: no cover - widgets
                 bc.patches[i].set_alpha(alpha)
         limits[0].set_xdata([mb.value, mb.value])
         limits[1].set_xdata([floor.value, floor.value])
-        blit.refresh()
+        live.refresh()
 
     mb.observe(redraw, "value")
     floor.observe(redraw, "value")

@@ -63,6 +63,9 @@ class LiveFigure:
         """Mark ``artists`` as the moving part: drawn on top of the saved background on every
         :meth:`png`, in the order given, never into the background itself. (Artists made with
         ``animated=True`` -- e.g. a legend remade on each move -- are drawn too, after these, by z-order.)"""
+        foreign = [a for a in artists if a.figure is not self.fig]
+        if foreign:
+            raise ValueError(f"animate: {foreign[0]!r} is not an artist of this LiveFigure")
         for a in artists:
             a.set_animated(True)
             if a not in self.dynamic:

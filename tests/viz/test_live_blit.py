@@ -1,4 +1,5 @@
-"""qlab.viz.live_parts2.Blit: a blitted frame is pixel for pixel the frame a full redraw gives."""
+"""LiveFigure.animate with bars, alpha and lines (lesson 12's panel): a blitted frame is pixel for pixel
+the frame a full redraw gives."""
 
 import io
 
@@ -7,7 +8,6 @@ import pytest
 from PIL import Image
 
 from qlab.viz.live import LiveFigure
-from qlab.viz.live_parts2 import Blit
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -29,13 +29,13 @@ def _figure():
 
 def test_blit_matches_a_full_redraw():
     live, bars, mark = _figure()
-    blit = Blit(live, [*bars, mark])
-    first = blit.png()
+    live.animate(*bars, mark)
+    first = live.png()
     for p, h in zip(bars, [4, 1, 3, 2], strict=True):
         p.set_height(h)
     bars[2].set_alpha(0.2)
     mark.set_xdata([30.0, 30.0])
-    moved = blit.png()
+    moved = live.png()
     assert not np.array_equal(_pixels(first), _pixels(moved))
     ref, _, _ = _figure()  # the same state drawn from scratch, nothing animated
     ref_bars = list(ref.axes[1].patches)
@@ -46,10 +46,8 @@ def test_blit_matches_a_full_redraw():
     np.testing.assert_array_equal(_pixels(moved), _pixels(ref.png()))
 
 
-def test_blit_refuses_foreign_or_no_artists():
+def test_animate_refuses_foreign_artists():
     live, bars, _ = _figure()
     other, obars, _ = _figure()
-    with pytest.raises(ValueError, match="at least one"):
-        Blit(live, [])
-    with pytest.raises(ValueError, match="not in this LiveFigure"):
-        Blit(live, obars[:1])
+    with pytest.raises(ValueError, match="not an artist of this LiveFigure"):
+        live.animate(obars[0])
