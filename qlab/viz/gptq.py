@@ -92,6 +92,7 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
     import ipywidgets as W
 
     from .live import LiveFigure
+    from .live_parts1 import one_thread
 
     bits = W.IntSlider(value=4, min=2, max=8, description="bits")
     group = W.Dropdown(options=[("32", 32), ("64", 64), ("per channel", None)], value=32, description="group")
@@ -106,7 +107,8 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
 
     def remember(b: int, g: int | None) -> dict[str, Any]:
         if (b, g) not in seen:
-            seen[(b, g)] = layer_errors(x, w, b, g, x_eval=x_eval)
+            with one_thread():  # small matrices: torch's threads only contend on a shared 2-core machine
+                seen[(b, g)] = layer_errors(x, w, b, g, x_eval=x_eval)
         return seen[(b, g)]
 
     # the settings one move from the start: every bits at group 32, every group at 4 bits (~2 s)
