@@ -18,6 +18,8 @@ from typing import Any
 CONTROLS = ".widget-slider, .widget-dropdown, .widget-toggle-buttons, .widget-checkbox, .widget-text"
 INPUTS = CONTROLS + ", .widget-button, .widget-select-multiple, .widget-select, .widget-label"
 
+# open ``path``; with ``timeoutMs`` > 0, clear its outputs and Run All Cells (resolves when the
+# last cell has replied: true when none failed)
 OPEN = """async ([path, timeoutMs]) => {
   const app = window.jupyterapp;
   const w = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
@@ -25,6 +27,7 @@ OPEN = """async ([path, timeoutMs]) => {
   await w.context.ready;
   await w.sessionContext.ready;
   app.shell.activateById(w.id);
+  if (timeoutMs <= 0) return null;
   await app.commands.execute('notebook:clear-all-cell-outputs');
   const run = app.commands.execute('notebook:run-all-cells');
   const late = new Promise((_, no) => setTimeout(() => no(new Error(`run-all not done in ${timeoutMs / 1000} s`)), timeoutMs));
