@@ -14,6 +14,7 @@ directory; the path and a per-lesson timing table are printed at the end (run wi
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ LESSONS = sorted(p.stem for p in (_lab.ROOT / "notebooks").glob("[0-9][0-9]_*.ip
 # not run is opened with its committed outputs: no error output, Hangul font, screenshot.
 KO_RUN = ("00_formats_tour", "04_float_formats", "14_glossary")  # a slider, a dropdown, a text box
 HEAVY = ("06_llm_outliers", "08_dynamic_quantization", "11_extreme_low_bits", "13_capstone", "15_claims",
-         "16_imatrix")  # 90-130 s each, measured
+         "16_imatrix", "17_rotations_kv_lowrank")  # 84-126 s each on 2 busy cores
 SCOPES = ("quick", "en", "all")
 
 
@@ -58,6 +59,7 @@ class Lab:
     page: Any
     log: Path
     artifacts: Path
+    root: Path  # the served copy of notebooks/
     timings: list[tuple[str, str, float, str]] = field(default_factory=list)
 
 
@@ -71,7 +73,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     artifacts = Path(env_dir) if env_dir else tmp_path_factory.mktemp("browser-artifacts")
     artifacts.mkdir(parents=True, exist_ok=True)
     log, t0 = artifacts / "jupyterlab.log", time.monotonic()
-    with _lab.lab_server(home, log) as (url, token, _), sync_api.sync_playwright() as pw:
+    with _lab.lab_server(home, log) as (url, token, root), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, headless=True, args=_lab.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1500})
@@ -80,7 +82,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 page.goto(f"{url}/lab?token={token}")
                 page.wait_for_function("() => window.jupyterapp !== undefined")
                 page.evaluate("async () => { await window.jupyterapp.restored; }")
-            state = Lab(page, log, artifacts)
+            state = Lab(page, log, artifacts, root)
             yield state
         finally:
             browser.close()
@@ -127,6 +129,28 @@ def _check_lesson(lab: Lab, edition: str, name: str, mode: str, notes: list[str]
         page.locator('[data-qlab-panel="0"]').scroll_into_view_if_needed()
     page.screenshot(path=str(lab.artifacts / f"{edition}_{name}.png"))
     notes.append(f"{len(panels)} panel(s) moved")
+
+
+def test_checks_catch_a_broken_lesson(lab: Lab) -> None:
+    """The detectors themselves: an error output is reported, and a panel whose control moves
+    but whose content stays put fails the wait (a notebook written here, not a lesson)."""
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+          "cells": [{**cell, "source": "import ipywidgets as w\nw.VBox([w.IntSlider(description='dead'), w.HTML('same')])"},
+                    {**cell, "source": "1 / 0"}]}  # fmt: skip
+    (lab.root / "zz_broken.ipynb").write_text(json.dumps(nb))
+    try:
+        assert lab.page.evaluate(P.OPEN, ["zz_broken.ipynb", RUN_TIMEOUT_S * 1000]) is False  # run-all saw an error
+        res = lab.page.evaluate(P.OUTCOME)
+        assert len(res["errors"]) == 1 and "ZeroDivisionError" in res["errors"][0], res
+        panels = lab.page.evaluate(P.PANELS, P.CONTROLS)
+        assert [p["kind"] for p in panels] == ["slider"], panels
+        before = P.panel_state(lab.page, 0)
+        assert P.move(lab.page, 0, "slider").startswith("slider 0 -> 1")
+        with pytest.raises(AssertionError, match="did not change"):
+            P.wait_changed(lab.page, 0, before, 5)
+    finally:
+        lab.page.evaluate(P.CLOSE)
 
 
 @pytest.mark.parametrize(("edition", "name", "mode"), CASES, ids=[f"{e}-{n[:2]}-{m}" for e, n, m in CASES])
