@@ -151,6 +151,7 @@ def test_checks_catch_a_broken_lesson(lab: Lab) -> None:
             P.wait_changed(lab.page, 0, before, 5)
     finally:
         lab.page.evaluate(P.CLOSE)
+        (lab.root / "zz_broken.ipynb").unlink()
 
 
 @pytest.mark.parametrize(("edition", "name", "mode"), CASES, ids=[f"{e}-{n[:2]}-{m}" for e, n, m in CASES])
