@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Headless Chromium for tests/browser (Debian's `chromium` package, driven by Playwright through
-# its executablePath; Playwright's own browser download is never used), and a CJK font so that the
-# Korean edition (notebooks/ko) renders as Hangul, not as boxes (Debian's `fonts-noto-cjk`).
+# Headless Chromium for tests/browser (lessons in Voilà and in JupyterLab; Debian's `chromium`
+# package, driven by Playwright through its executablePath; Playwright's own browser download is
+# never used), and a CJK font so that the Korean edition (notebooks/ko) renders as Hangul, not as
+# boxes (Debian's `fonts-noto-cjk`; the JupyterLab test checks the font Chromium actually used).
 #
 # Called by `make install`. Installs what is missing only when it can: root with apt-get (CI,
 # containers). Otherwise it says why and exits 0 -- the browser test then skips with the same
