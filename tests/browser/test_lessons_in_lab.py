@@ -32,7 +32,7 @@ PANEL_TIMEOUT_S = 120  # a panel redraws after its control moved (some recompute
 LESSONS = sorted(p.stem for p in (_lab.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # What runs (QLAB_BROWSER_RUN): "all" runs every lesson of both editions; "en" runs every English
 # lesson, and of the Korean edition (the English code cells, tests/test_ko_edition.py) only
-# KO_RUN; "quick" (the default, ~8 minutes on 2 busy cores) also leaves out HEAVY. A lesson
+# KO_RUN (the default: every lesson in JupyterLab, 8 minutes on 2 cores); "quick" also leaves out HEAVY. A lesson
 # not run is opened with its committed outputs: no error output, Hangul font, screenshot.
 KO_RUN = ("00_formats_tour", "04_float_formats", "14_glossary")  # a slider, a dropdown, a text box
 HEAVY = ("06_llm_outliers", "08_dynamic_quantization", "11_extreme_low_bits", "13_capstone", "15_claims",
@@ -41,7 +41,7 @@ SCOPES = ("quick", "en", "all")
 
 
 def _mode(edition: str, name: str) -> str:
-    scope = os.environ.get("QLAB_BROWSER_RUN") or "quick"
+    scope = os.environ.get("QLAB_BROWSER_RUN") or "en"
     if scope not in SCOPES:
         raise ValueError(f"QLAB_BROWSER_RUN={scope!r}: valid values are {', '.join(SCOPES)}")
     if scope == "all" or (edition == "en" and (scope == "en" or name not in HEAVY)):
