@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90  # server up (a cold machine: imports from disk)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
 
+#: the last browser run's timing table and artifact path, printed in pytest's terminal summary
+SUMMARY: list[str] = []
+
 
 def chromium_path() -> str | None:
     """``$QLAB_CHROMIUM``, Debian's real binary behind the ``chromium`` launcher, or one on PATH."""

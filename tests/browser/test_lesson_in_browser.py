@@ -23,6 +23,8 @@ LESSON = "notebooks/00_formats_tour.ipynb"
 RENDER_TIMEOUT_S = 300  # notebook executed and widgets rendered (a cold machine: imports from disk, numba compiles)
 
 pytestmark = pytest.mark.slow
+# the panel's picture: an ipywidgets.Image (qlab.viz.live.LiveFigure), or an <img> in an Output widget
+PLOT = "img.widget-image, .widget-output img"
 
 
 def _voila(notebook: str) -> Callable[[int, str], list[str]]:
@@ -57,7 +59,7 @@ def test_bits_slider_changes_readout_and_plot(tmp_path):
             handle.wait_for(state="visible")
             readout = page.locator(".widget-html").filter(has_text="bits/weight").first
             readout.wait_for(state="visible")
-            plot = page.locator(".widget-output img").last
+            plot = page.locator(PLOT).last
             plot.wait_for(state="visible")
             before_text, before_img = readout.inner_text(), plot.get_attribute("src")
             before_value = handle.get_attribute("aria-valuenow")
@@ -69,12 +71,12 @@ def test_bits_slider_changes_readout_and_plot(tmp_path):
             readout_changed = """old => Array.from(document.querySelectorAll('.widget-html'))
                 .some(e => /bits\\/weight/.test(e.innerText) && e.innerText !== old)"""
             page.wait_for_function(readout_changed, arg=before_text)
-            # the Output widget replaces its <img>: query the DOM afresh on every poll
+            # an Image widget swaps its src (a new blob URL): query the DOM afresh on every poll
             page.wait_for_function(
-                """old => { const imgs = document.querySelectorAll('.widget-output img');
+                """([sel, old]) => { const imgs = document.querySelectorAll(sel);
                            const img = imgs[imgs.length - 1];
                            return img !== undefined && img.complete && img.getAttribute('src') !== old; }""",
-                arg=before_img,
+                arg=[PLOT, before_img],
             )
             after_text = readout.inner_text()
             after_value = handle.get_attribute("aria-valuenow")

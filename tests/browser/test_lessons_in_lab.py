@@ -93,9 +93,10 @@ def _report(state: Lab | None, artifacts: Path, total: float) -> None:
     rows = state.timings if state else []
     lines = ["edition\tlesson\tseconds\toutcome"] + [f"{e}\t{n}\t{s:.1f}\t{o}" for e, n, s, o in rows]
     (artifacts / "timings.tsv").write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(f"{e:3} {n:28} {s:6.1f} s  {o}" for e, n, s, o in rows))
-    print(f"browser lessons: {len(rows)} in {total:.0f} s (server and browser start included)")
-    print(f"artifacts (screenshots, timings.tsv, jupyterlab.log): {artifacts}")
+    # kept for the terminal summary (tests/browser/conftest.py): shown even when output is captured
+    _lab.SUMMARY[:] = [f"{e:3} {n:28} {s:6.1f} s  {o}" for e, n, s, o in rows] + [
+        f"browser lessons: {len(rows)} in {total:.0f} s (server and browser start included)",
+        f"artifacts (screenshots, timings.tsv, jupyterlab.log): {artifacts}"]  # fmt: skip
 
 
 def _check_lesson(lab: Lab, edition: str, name: str, mode: str, notes: list[str]) -> None:
