@@ -92,12 +92,12 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
     import ipywidgets as W
 
     from .live import LiveFigure
-    from .live_parts1 import one_thread
+    from .live_parts1 import Memo, one_thread
 
     bits = W.IntSlider(value=4, min=2, max=8, description="bits")
     group = W.Dropdown(options=[("32", 32), ("64", 64), ("per channel", None)], value=32, description="group")
     text = W.HTML()
-    seen: dict[tuple[int, int | None], dict[str, Any]] = {}
+    memo = Memo()
     names = ["rtn", "awq", "gptq"]
     live = LiveFigure(1, 1, figsize=(6, 2.5))
     ax = live.axes[0]
@@ -106,10 +106,11 @@ def layer_panel(x: torch.Tensor, w: torch.Tensor, x_eval: torch.Tensor | None = 
     title = ax.set_title(" ")
 
     def remember(b: int, g: int | None) -> dict[str, Any]:
-        if (b, g) not in seen:
+        def compute() -> dict[str, Any]:
             with one_thread():  # small matrices: torch's threads only contend on a shared 2-core machine
-                seen[(b, g)] = layer_errors(x, w, b, g, x_eval=x_eval)
-        return seen[(b, g)]
+                return layer_errors(x, w, b, g, x_eval=x_eval)
+
+        return memo((b, g), compute)
 
     # the settings one move from the start: every bits at group 32, every group at 4 bits (~2 s)
     for b in range(bits.min, bits.max + 1):

@@ -157,7 +157,11 @@ class Histogram:
             ax.set_yscale("log")
 
     def update(self, x: np.ndarray, lo: float, hi: float) -> None:
-        counts, edges = hist_counts(x, self.bins, lo, hi)
+        """Show the histogram of ``x`` over ``[lo, hi]``."""
+        self.show(*hist_counts(x, self.bins, lo, hi))
+
+    def show(self, counts: np.ndarray, edges: np.ndarray) -> None:
+        """Show counts computed earlier (:func:`hist_counts`; panels remember them per setting)."""
         self.patch.set_data(np.maximum(counts, 0.5) if self.log else counts, edges)
         self.ax.set_xlim(edges[0], edges[-1])
         top = max(float(counts.max()), 1.0)

@@ -103,9 +103,7 @@ def lowbits_panel(weights: Mapping[str, Any], layer: str | None = None):  # prag
             grid.value = s["grid"]
             grid.observe(redraw, "value")
         text.value = f"<b>{readout(s)}</b>"
-        hist.patch.set_data(np.maximum(counts, 0.5), edges)  # Histogram.update, from the remembered counts
-        ax.set_xlim(edges[0], edges[-1])
-        ax.set_ylim(0.8, 2.0 * max(float(counts.max()), 1.0))
+        hist.show(counts, edges)
         title.set_text(s["grid"])
         live.refresh()
 

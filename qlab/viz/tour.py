@@ -54,7 +54,7 @@ def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactiv
     :class:`~qlab.viz.live.LiveFigure`; each format's readout and error histogram computed once)."""
     import ipywidgets as w
 
-    from .live import LiveFigure, hist_counts
+    from .live import Histogram, LiveFigure, hist_counts
     from .live_parts1 import Memo
 
     x = formats.base.as_float32(x)
@@ -63,8 +63,7 @@ def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactiv
     text = w.HTML()
     live = LiveFigure(1, 1, figsize=(7, 3))
     ax = live.axes[0]
-    patch = ax.stairs(np.zeros(101), np.linspace(-1, 1, 102), fill=True, color="C0", alpha=0.85, baseline=0.5)
-    ax.set_yscale("log")
+    hist = Histogram(ax, bins=101)
     ax.set_xlabel("quantization error  (x̂ − x)")
     ax.set_ylabel("count")
     title = ax.set_title("")
@@ -75,7 +74,7 @@ def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactiv
         s = tour_state(x, b, name)
         err = s["decoded"].astype(np.float64) - x
         lim = float(np.abs(err).max()) or 1.0
-        counts, edges = hist_counts(err, 101, -lim, lim)  # plot_error_histogram's bins and range
+        counts, edges = hist_counts(err, hist.bins, -lim, lim)  # plot_error_histogram's bins and range
         html = f"<b>{readout(s)}</b><br>{s['description']}<br><code>{s['layout']}</code>"
         return {"options": s["options"], "format": s["format"], "html": html, "counts": counts, "edges": edges}
 
@@ -93,9 +92,7 @@ def formats_tour(x: np.ndarray, bits: int = 4):  # pragma: no cover - interactiv
             dropdown.value = s["format"]
             dropdown.observe(redraw, "value")
         text.value = s["html"]
-        patch.set_data(np.maximum(s["counts"], 0.5), s["edges"])
-        ax.set_xlim(s["edges"][0], s["edges"][-1])
-        ax.set_ylim(0.8, max(float(s["counts"].max()), 1.0) * 2.0)
+        hist.show(s["counts"], s["edges"])
         title.set_text(f"error of {s['format']}")
         if shown:  # each setting's picture drawn once: a return to it only swaps the PNG
             shown[0].value = memo(("png", b, s["format"]), live.png)
